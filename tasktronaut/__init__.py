@@ -1,0 +1,53 @@
+"""Tasktronaut: declarative multi-step processes, built into an inspectable tree.
+
+Subclass :class:`ProcessDefinition`, describe the steps in ``define_process``
+with the :class:`Builder`, and ``build()`` it. Running it is a backend's job:
+see ``tasktronaut_celery``.
+"""
+
+from .backend import Backend
+from .builder import Builder
+from .context import Context
+from .decorators import task
+from .definition import ProcessDefinition
+from .errors import (
+    BuildError,
+    BuilderStateError,
+    CancelProcessError,
+    DefinitionError,
+    InvalidArgumentsError,
+    InvalidStepError,
+    InvalidTaskOptionsError,
+    NonRetryableProcessError,
+    ProcessError,
+    TasktronautError,
+    UnknownDefinitionError,
+)
+from .nodes import BlockNode, ExecutionMode, ProcessNode, TaskNode
+from .options import TaskOptions
+from .process import Process
+
+__all__ = [
+    "Backend",
+    "BlockNode",
+    "BuildError",
+    "Builder",
+    "BuilderStateError",
+    "CancelProcessError",
+    "Context",
+    "DefinitionError",
+    "ExecutionMode",
+    "InvalidArgumentsError",
+    "InvalidStepError",
+    "InvalidTaskOptionsError",
+    "NonRetryableProcessError",
+    "Process",
+    "ProcessDefinition",
+    "ProcessError",
+    "ProcessNode",
+    "TaskNode",
+    "TaskOptions",
+    "TasktronautError",
+    "UnknownDefinitionError",
+    "task",
+]

@@ -1,0 +1,101 @@
+"""Running one step on a worker, whatever the broker.
+
+A backend resolves which step a message asks for, then hands a
+:class:`StepCall` to :func:`run_step`, which instantiates the definition, builds
+the :class:`~tasktronaut.Context`, passes the arguments the method accepts, runs
+it inside ``around_task`` and classifies the outcome. The backend decides what
+to do next (retry, stop the run, continue) from that classification, and calls
+the lifecycle hooks through :func:`call_hook`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .calling import invoke
+from .context import Context
+from .definition import ProcessDefinition, resolve_step
+from .errors import CancelProcessError, NonRetryableProcessError
+
+logger = logging.getLogger("tasktronaut")
+
+Hook = Literal["on_started", "on_completed", "on_failed", "on_cancelled"]
+
+
+class Outcome(enum.Enum):
+    """How a step attempt ended."""
+
+    SUCCEEDED = "succeeded"
+    RETRYABLE = "retryable"
+    """It raised an ordinary exception; the backend retries it if it has retries left."""
+    FAILED = "failed"
+    """It raised ``NonRetryableProcessError``: the step fails now."""
+    CANCELLED = "cancelled"
+    """It raised ``CancelProcessError``: the whole run is cancelled."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepCall:
+    """Everything needed to run one attempt of one step."""
+
+    process_id: str
+    definition: type[ProcessDefinition]
+    method: str
+    path: str
+    description: str | None
+    arguments: Mapping[str, Any]
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """The outcome of one attempt, with the error that caused it, if any."""
+
+    outcome: Outcome
+    error: Exception | None = None
+
+
+def run_step(call: StepCall) -> StepResult:
+    """Run one attempt of a step and classify how it ended; never raises an ``Exception``."""
+    function = resolve_step(call.definition, call.method)
+    instance = call.definition()
+    context = Context(
+        process_id=call.process_id,
+        step=call.method,
+        description=call.description,
+        kwargs=call.arguments,
+        attempt=call.attempt,
+        definition=instance,
+        path=call.path,
+    )
+    try:
+        with instance.around_task(call.process_id, call.method, call.description, context):
+            invoke(function.__get__(instance), call.arguments, lambda: context)
+    except CancelProcessError as error:
+        return StepResult(Outcome.CANCELLED, error)
+    except NonRetryableProcessError as error:
+        return StepResult(Outcome.FAILED, error)
+    except Exception as error:
+        return StepResult(Outcome.RETRYABLE, error)
+    return StepResult(Outcome.SUCCEEDED)
+
+
+def call_hook(definition: type[ProcessDefinition], hook: Hook, *args: Any) -> None:
+    """Call a lifecycle hook on a fresh instance of ``definition``.
+
+    ``on_started`` and ``on_completed`` raise like the step they belong to;
+    an error in ``on_failed`` or ``on_cancelled`` is logged, since the run has
+    already ended and there is nothing left for it to fail.
+    """
+    instance = definition()
+    if hook in ("on_started", "on_completed"):
+        getattr(instance, hook)(*args)
+        return
+    try:
+        getattr(instance, hook)(*args)
+    except Exception:
+        logger.exception("%s.%s raised", definition.__qualname__, hook)
