@@ -25,13 +25,13 @@ from .calling import invoke, signature_problem
 from .context import Context
 from .decorators import task_metadata
 from .definition import ProcessDefinition, step_problem
-from .errors import BuildError, BuilderStateError, InvalidStepError
+from .errors import BuildError, BuilderStateError, InvalidArgumentsError, InvalidStepError
 from .nodes import BlockNode, ExecutionMode, Node, ProcessNode, TaskNode, child_path
 from .options import TaskOptions, TaskOptionsKwargs
 from .process import Process
 
 MAX_SUB_PROCESS_DEPTH = 50
-_IDENTIFIER = re.compile(r"^[\w.:@+-]{1,200}$")
+_IDENTIFIER = re.compile(r"[\w.:@+-]{1,200}")
 
 
 @dataclass(eq=False)
@@ -105,11 +105,11 @@ def build_process(
     name = definition.__qualname__
     if identifier is None:
         identifier = uuid.uuid4().hex
-    elif not isinstance(identifier, str) or not _IDENTIFIER.match(identifier):
-        raise InvalidStepError(
-            f"{name}: identifier must be 1-200 letters, digits or ._:@+- characters, "
-            f"not {identifier!r}"
-        )
+    elif not isinstance(identifier, str):
+        raise InvalidStepError(f"{name}: identifier must be a string, not {identifier!r}")
+    elif not _IDENTIFIER.fullmatch(identifier):
+        problem = f"must be 1-200 letters, digits or ._:@+- characters, not {identifier!r}"
+        raise InvalidArgumentsError(name, {"identifier": problem})
     if options is not None and not isinstance(options, Mapping):
         raise InvalidStepError(f"{name}: options must be a mapping of names to booleans")
     state = _BuildState(identifier, MappingProxyType(dict(options or {})))
@@ -128,6 +128,7 @@ class Builder:
         "_definition",
         "_description",
         "_open_inner",
+        "_parent",
         "_state",
         "_where",
     )
@@ -149,6 +150,7 @@ class Builder:
         self._where = where
         self._open_inner: str | None = None
         self._closed = False
+        self._parent: Builder | None = None
 
     @property
     def arguments(self) -> Mapping[str, Any]:
@@ -314,9 +316,11 @@ class Builder:
             own if own is not None else fallback if fallback is not None else self._description
         )
         overlaid = MappingProxyType({**self._arguments, **arguments})
-        return Builder(
+        derived = Builder(
             self._state, self._definition, self._block, overlaid, description, self._where
         )
+        derived._parent = self
+        return derived
 
     def _call_build_function(self, verb: str, func: Callable[..., Any]) -> Any:
         if not callable(func):
@@ -402,11 +406,20 @@ class Builder:
 
     @contextmanager
     def _suspended(self, inner: str) -> Iterator[None]:
-        self._open_inner = inner
+        """Refuse this builder, and those it was derived from, while ``inner`` is open."""
+        lineage: list[Builder] = []
+        builder: Builder | None = self
+        while builder is not None and builder._block is self._block:
+            if builder._open_inner is None:
+                lineage.append(builder)
+            builder = builder._parent
+        for each in lineage:
+            each._open_inner = inner
         try:
             yield
         finally:
-            self._open_inner = None
+            for each in lineage:
+                each._open_inner = None
 
     def _close(self) -> None:
         self._closed = True

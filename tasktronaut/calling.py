@@ -34,7 +34,7 @@ class CallSpec:
         return {k: v for k, v in arguments.items() if k in self.accepted}
 
     def missing(self, arguments: Mapping[str, Any]) -> list[str]:
-        """Required parameters that ``arguments`` does not provide, in signature order."""
+        """Required parameters that ``arguments`` does not provide, sorted by name."""
         return sorted(name for name in self.required if name not in arguments)
 
 

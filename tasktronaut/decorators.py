@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 
 from typing_extensions import Unpack
 
+from .errors import DefinitionError
 from .options import TaskOptions, TaskOptionsKwargs
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,10 +54,10 @@ def task(
 
     def decorate(function: F) -> F:
         if not callable(function):
-            raise TypeError(f"@task decorates functions, not {function!r}")
+            raise DefinitionError(f"@task decorates functions, not {function!r}")
         owner = f"@task on {getattr(function, '__qualname__', function)!r}"
         if description is not None and not isinstance(description, str):
-            raise TypeError(f"{owner}: description must be a string, not {description!r}")
+            raise DefinitionError(f"{owner}: description must be a string, not {description!r}")
         metadata = TaskMetadata(description, TaskOptions.from_kwargs(owner, dict(options)))
         setattr(function, _METADATA_ATTRIBUTE, metadata)
         return function

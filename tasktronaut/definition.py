@@ -28,7 +28,6 @@ logger = logging.getLogger("tasktronaut")
 
 _LOOK_ALIKES = {
     "execution_mode": "process_execution_mode",
-    "mode": "process_execution_mode",
     "default_task_options": "task_options",
 }
 

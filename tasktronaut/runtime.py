@@ -14,6 +14,7 @@ import enum
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 from .calling import invoke
@@ -60,14 +61,18 @@ class StepResult:
 
 
 def run_step(call: StepCall) -> StepResult:
-    """Run one attempt of a step and classify how it ended; never raises an ``Exception``."""
+    """Run one attempt of a step and classify how it ended.
+
+    Whatever the step (or ``around_task``) raises is classified, not raised;
+    only a step that cannot be resolved raises ``UnknownDefinitionError``.
+    """
     function = resolve_step(call.definition, call.method)
     instance = call.definition()
     context = Context(
         process_id=call.process_id,
         step=call.method,
         description=call.description,
-        kwargs=call.arguments,
+        kwargs=MappingProxyType(dict(call.arguments)),
         attempt=call.attempt,
         definition=instance,
         path=call.path,

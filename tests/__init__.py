@@ -1,0 +1,1 @@
+"""Tasktronaut test suite."""
