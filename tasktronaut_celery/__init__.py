@@ -1,0 +1,36 @@
+"""Run Tasktronaut processes as Celery canvas on your own Celery app and workers.
+
+``backend = CeleryBackend(app)`` next to your app, then
+``run = MyProcess.build(**kwargs).enqueue(backend)``.
+"""
+
+from .backend import CeleryBackend
+from .errors import (
+    ArgumentNotSerializableError,
+    CorruptPlanError,
+    DuplicateRunError,
+    ProcessCancelled,
+    ProcessFailed,
+    RunError,
+    RunNotFoundError,
+    UnsupportedAppError,
+)
+from .run import Run, StepStatus
+from .store import RunRecord, RunState, StepState
+
+__all__ = [
+    "ArgumentNotSerializableError",
+    "CeleryBackend",
+    "CorruptPlanError",
+    "DuplicateRunError",
+    "ProcessCancelled",
+    "ProcessFailed",
+    "Run",
+    "RunError",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunState",
+    "StepState",
+    "StepStatus",
+    "UnsupportedAppError",
+]

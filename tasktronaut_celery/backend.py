@@ -1,0 +1,123 @@
+"""``CeleryBackend``: runs processes on the user's own Celery app and workers."""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from tasktronaut.process import Process
+
+from .canvas import (
+    CANCEL_TASK,
+    JOIN_TASK,
+    START_TASK,
+    STEP_TASK,
+    cancel_signature,
+    start_signature,
+)
+from .errors import DuplicateRunError, RunNotFoundError
+from .plan import Plan, decode_plan, encode_plan, plan_process
+from .run import Run
+from .runner import Runner
+from .store import RunState
+from .stores import check_app, store_for
+
+if TYPE_CHECKING:
+    from celery import Celery, Task
+
+    from .store import RunStore
+
+CANCELLED_BY_CLIENT = "cancelled by a client"
+
+# Every Tasktronaut task acknowledges its message only once it has run, so a
+# message whose worker died is delivered again (at least once per step), and
+# keeps no Celery result: run and step state live in the run store instead.
+_TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "shared": False,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+}
+
+
+class CeleryBackend:
+    """Runs Tasktronaut processes on ``app``; create one next to the app, in its module.
+
+    Creating it registers the runner tasks on the app, so the same line serves
+    the web process that enqueues and the ``celery -A proj worker`` that runs
+    steps. It refuses an app whose result backend cannot hold run state.
+    """
+
+    def __init__(self, app: Celery) -> None:
+        check_app(app)
+        self.app = app
+        self._register_tasks()
+
+    def __repr__(self) -> str:
+        return f"<CeleryBackend app={self.app.main!r}>"
+
+    @functools.cached_property
+    def store(self) -> RunStore:
+        """Where this app's runs are kept (its result backend)."""
+        return store_for(self.app)
+
+    @functools.cached_property
+    def runner(self) -> Runner:
+        """What this app's workers do with Tasktronaut messages."""
+        return Runner(self.app, self.store)
+
+    def enqueue(self, process: Process) -> Run:
+        """Store the run's plan and send the single message that starts it.
+
+        Arguments are serialized with the app's serializer first: if one cannot
+        be, the error names the step and argument and nothing is stored or sent.
+        """
+        plan = plan_process(process)
+        encoded = encode_plan(plan, self.app.conf.task_serializer)
+        if not self.store.create(plan.run_id, encoded):
+            raise DuplicateRunError(plan.run_id)
+        try:
+            start_signature(self.app, plan).apply_async()
+        except BaseException:
+            self.store.delete(plan.run_id)
+            raise
+        return Run(plan.run_id, self.store, lambda: plan, self.cancel)
+
+    def run(self, run_id: str) -> Run:
+        """A handle on an existing run, e.g. in a web request polling its progress."""
+        if self.store.record(run_id) is None:
+            raise RunNotFoundError(f"run {run_id!r} does not exist (never enqueued, or expired)")
+        return Run(run_id, self.store, functools.partial(self._load_plan, run_id), self.cancel)
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel a run; ``False`` if it had already ended. Hooks fire on a worker."""
+        if not self.store.finish(run_id, RunState.CANCELLED, error=CANCELLED_BY_CLIENT):
+            return False
+        cancel_signature(self.app, run_id, self._load_plan(run_id).root.name).apply_async()
+        return True
+
+    def _load_plan(self, run_id: str) -> Plan:
+        encoded = self.store.plan(run_id)
+        if encoded is None:
+            raise RunNotFoundError(f"run {run_id!r} does not exist (never enqueued, or expired)")
+        return decode_plan(encoded, self.app.conf.accept_content)
+
+    def _register_tasks(self) -> None:
+        backend = self
+
+        @self.app.task(name=START_TASK, **_TASK_OPTIONS)
+        def start(task: Task, run: str) -> None:
+            backend.runner.start(run)
+
+        @self.app.task(name=STEP_TASK, **_TASK_OPTIONS)
+        def step(task: Task, run: str, step: str) -> None:
+            backend.runner.step(task, run, step)
+
+        @self.app.task(name=JOIN_TASK, **_TASK_OPTIONS)
+        def join(task: Task, run: str, join: str) -> None:
+            backend.runner.join(run, join)
+
+        @self.app.task(name=CANCEL_TASK, **_TASK_OPTIONS)
+        def cancel(task: Task, run: str) -> None:
+            backend.runner.fire_cancelled(run)

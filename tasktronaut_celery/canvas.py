@@ -1,0 +1,109 @@
+"""From a run's flow to Celery signatures, and from signatures to a readable shape.
+
+Every signature is immutable (``.si``), so results never leak into arguments,
+carries only the run id and a path, has a deterministic task id unique within
+the run, and a ``shadow`` name such as ``MainProcess.load_data`` so Flower and
+worker logs show what runs. Step options (queue, priority, time limits) become
+the signature's execution options.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from celery import chain, chord, group
+from celery.canvas import Signature
+
+from .flow import Chain, Flow, Join, Step
+from .plan import Plan
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+STEP_TASK = "tasktronaut.step"
+JOIN_TASK = "tasktronaut.join"
+START_TASK = "tasktronaut.start"
+CANCEL_TASK = "tasktronaut.cancel"
+
+_SIGNATURE_OPTIONS = ("queue", "priority", "time_limit", "soft_time_limit")
+
+
+def step_task_id(run_id: str, path: str) -> str:
+    """The Celery task id of a step: the same on every delivery of the same run."""
+    return f"{run_id}:{path}"
+
+
+def join_task_id(run_id: str, path: str) -> str:
+    """The Celery task id of a join."""
+    return f"{run_id}:{path or 'root'}:join"
+
+
+def to_signature(app: Celery, plan: Plan, flow: Flow) -> Signature:
+    """The Celery canvas for ``flow`` (part of) ``plan``."""
+    if isinstance(flow, Step):
+        return step_signature(app, plan, flow.path)
+    if isinstance(flow, Join):
+        return join_signature(app, plan, flow.path)
+    if isinstance(flow, Chain):
+        return chain(*(to_signature(app, plan, item) for item in flow.items), app=app)
+    header = group([to_signature(app, plan, member) for member in flow.header], app=app)
+    return chord(header, to_signature(app, plan, flow.body), app=app)
+
+
+def step_signature(app: Celery, plan: Plan, path: str) -> Signature:
+    """The signature of the step at ``path``."""
+    step = plan.steps[path]
+    options: dict[str, Any] = {k: step.options[k] for k in _SIGNATURE_OPTIONS if k in step.options}
+    return _signature(
+        app,
+        STEP_TASK,
+        {"run": plan.run_id, "step": path},
+        task_id=step_task_id(plan.run_id, path),
+        shadow=plan.step_name(path),
+        **options,
+    )
+
+
+def join_signature(app: Celery, plan: Plan, path: str) -> Signature:
+    """The signature of the join at ``path``."""
+    owner = plan.processes.get(path) or plan.processes[plan.ancestors(path)[0]]
+    return _signature(
+        app,
+        JOIN_TASK,
+        {"run": plan.run_id, "join": path},
+        task_id=join_task_id(plan.run_id, path),
+        shadow=f"{owner.name}:join",
+    )
+
+
+def start_signature(app: Celery, plan: Plan) -> Signature:
+    """The one message a client sends to start a run."""
+    return _signature(
+        app,
+        START_TASK,
+        {"run": plan.run_id},
+        task_id=f"{plan.run_id}:start",
+        shadow=f"{plan.root.name}:start",
+    )
+
+
+def cancel_signature(app: Celery, run_id: str, root_name: str) -> Signature:
+    """The message that fires ``on_cancelled`` hooks on a worker after a client cancels."""
+    return _signature(
+        app, CANCEL_TASK, {"run": run_id}, task_id=f"{run_id}:cancel", shadow=f"{root_name}:cancel"
+    )
+
+
+def _signature(app: Celery, name: str, kwargs: dict[str, str], **options: Any) -> Signature:
+    return Signature(name, kwargs=kwargs, options=options, immutable=True, app=app)
+
+
+def shape(signature: Signature) -> str:
+    """A one-line picture of a canvas, e.g. ``chain(A.a, chord([A.b, A.c], A.d))``."""
+    if isinstance(signature, chord):
+        members = ", ".join(shape(member) for member in signature.tasks)
+        return f"chord([{members}], {shape(signature.body)})"
+    if isinstance(signature, (chain, group)):
+        name = "chain" if isinstance(signature, chain) else "group"
+        return f"{name}({', '.join(shape(task) for task in signature.tasks)})"
+    return str(signature.options.get("shadow") or signature.task)

@@ -1,0 +1,217 @@
+"""The plan of a run: everything a worker needs, stored once with the run.
+
+Messages carry only a run id and a path; the worker reads the step's
+definition, method, arguments and options from the plan. A plan is encoded
+with the app's own task serializer (JSON by default, which kombu extends to
+``date``, ``datetime``, ``Decimal`` and ``UUID``), so arguments arrive with the
+same types a message would have given them, and only content types the app
+accepts are ever decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kombu.serialization import dumps, loads, prepare_accept_content
+from kombu.utils.encoding import bytes_to_str
+
+from tasktronaut.nodes import ProcessNode, TaskNode, walk
+from tasktronaut.process import Process
+from tasktronaut.registry import reference_of
+
+from . import flow as flows
+from .errors import ArgumentNotSerializableError, CorruptPlanError
+
+PLAN_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedStep:
+    """One step as the worker sees it."""
+
+    path: str
+    process: str
+    method: str
+    description: str | None
+    arguments: Mapping[str, Any]
+    options: Mapping[str, Any]
+    completes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedProcess:
+    """A (sub-)process of the run: its definition reference and display name."""
+
+    path: str
+    definition: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A run's processes, steps, joins and flow, keyed by path."""
+
+    run_id: str
+    processes: Mapping[str, PlannedProcess]
+    steps: Mapping[str, PlannedStep]
+    joins: Mapping[str, tuple[str, ...]]
+    flow: flows.Flow
+
+    @property
+    def root(self) -> PlannedProcess:
+        """The top-level process."""
+        return self.processes[""]
+
+    def step_name(self, path: str) -> str:
+        """``Definition.method`` of the step at ``path``."""
+        step = self.steps[path]
+        return f"{self.processes[step.process].name}.{step.method}"
+
+    def ancestors(self, path: str) -> tuple[str, ...]:
+        """Paths of the processes that contain ``path``, innermost first, the root last."""
+        found = []
+        while path:
+            path = path.rpartition(".")[0]
+            if path in self.processes:
+                found.append(path)
+        return tuple(found) or ("",)
+
+    def to_data(self) -> dict[str, Any]:
+        """The plan as plain data; argument mappings shared by steps are stored once."""
+        scopes: list[Mapping[str, Any]] = []
+        scope_index: dict[int, int] = {}
+        steps: dict[str, list[Any]] = {}
+        for path, step in self.steps.items():
+            index = scope_index.setdefault(id(step.arguments), len(scopes))
+            if index == len(scopes):
+                scopes.append(step.arguments)
+            steps[path] = [
+                step.process,
+                step.method,
+                step.description,
+                index,
+                dict(step.options),
+                list(step.completes),
+            ]
+        return {
+            "version": PLAN_VERSION,
+            "run": self.run_id,
+            "processes": {p.path: [p.definition, p.name] for p in self.processes.values()},
+            "scopes": [dict(scope) for scope in scopes],
+            "steps": steps,
+            "joins": {path: list(completes) for path, completes in self.joins.items()},
+            "flow": flows.to_data(self.flow),
+        }
+
+    @classmethod
+    def from_data(cls, data: Any) -> Plan:
+        """The plan :meth:`to_data` produced; :class:`CorruptPlanError` if it is not one."""
+        try:
+            if data["version"] != PLAN_VERSION:
+                raise ValueError(f"plan version {data['version']!r}, expected {PLAN_VERSION}")
+            processes = {
+                path: PlannedProcess(path, str(reference), str(name))
+                for path, (reference, name) in data["processes"].items()
+            }
+            scopes = data["scopes"]
+            steps = {
+                path: PlannedStep(
+                    path, process, method, description, scopes[scope], options, tuple(completes)
+                )
+                for path, (process, method, description, scope, options, completes) in data[
+                    "steps"
+                ].items()
+            }
+            joins = {path: tuple(completes) for path, completes in data["joins"].items()}
+            return cls(str(data["run"]), processes, steps, joins, flows.from_data(data["flow"]))
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise CorruptPlanError(f"stored plan is not readable: {error}") from None
+
+
+def plan_process(process: Process) -> Plan:
+    """Compile ``process`` and collect what its steps need at run time."""
+    compiled = flows.compile_process(process.root)
+    processes: dict[str, PlannedProcess] = {}
+    steps: dict[str, PlannedStep] = {}
+    for node in walk(process.root):
+        if isinstance(node, ProcessNode):
+            processes[node.path] = PlannedProcess(
+                node.path, reference_of(node.definition), node.name
+            )
+        elif isinstance(node, TaskNode):
+            steps[node.path] = PlannedStep(
+                path=node.path,
+                process=_owner(processes, node.path),
+                method=node.method,
+                description=node.description,
+                arguments=node.arguments,
+                options=node.options.as_dict(),
+                completes=compiled.completes.get(flows.Step(node.path), ()),
+            )
+    joins = {join.path: compiled.completes.get(join, ()) for join in compiled.joins()}
+    return Plan(process.identifier, processes, steps, joins, compiled.flow)
+
+
+def _owner(processes: Mapping[str, PlannedProcess], path: str) -> str:
+    """The path of the innermost process containing ``path``."""
+    while path:
+        path = path.rpartition(".")[0]
+        if path in processes:
+            return path
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedPlan:
+    """A plan serialized with the app's serializer, as stored."""
+
+    content_type: str
+    content_encoding: str
+    body: bytes
+
+
+def encode_plan(plan: Plan, serializer: str) -> EncodedPlan:
+    """Serialize ``plan``; if an argument cannot be, name the step and the argument."""
+    data = plan.to_data()
+    try:
+        content_type, content_encoding, body = dumps(data, serializer=serializer)
+    except Exception as error:
+        raise _unserializable(plan, serializer, error) from None
+    if isinstance(body, str):
+        body = body.encode(content_encoding if content_encoding != "binary" else "utf-8")
+    return EncodedPlan(content_type, content_encoding, body)
+
+
+def decode_plan(encoded: EncodedPlan, accept: Iterable[str] | None) -> Plan:
+    """The plan in ``encoded``, refusing content types the app does not accept.
+
+    ``accept`` is the app's ``accept_content`` (serializer names or content types).
+    """
+    accepted = prepare_accept_content(accept) if accept is not None else None
+    body: Any = encoded.body
+    if encoded.content_encoding != "binary":
+        body = bytes_to_str(body)
+    try:
+        data = loads(body, encoded.content_type, encoded.content_encoding, accept=accepted)
+    except Exception as error:
+        raise CorruptPlanError(f"stored plan cannot be decoded: {error!r}") from None
+    return Plan.from_data(data)
+
+
+def _unserializable(plan: Plan, serializer: str, error: Exception) -> ArgumentNotSerializableError:
+    for path, step in plan.steps.items():
+        for name, value in step.arguments.items():
+            try:
+                dumps(value, serializer=serializer)
+            except Exception:
+                return ArgumentNotSerializableError(
+                    f"{plan.root.name}: step {path} ({plan.step_name(path)}): argument {name!r} "
+                    f"({type(value).__qualname__}) cannot be serialized with the app's "
+                    f"{serializer!r} serializer: {error}; nothing was sent"
+                )
+    return ArgumentNotSerializableError(
+        f"{plan.root.name}: the plan cannot be serialized with {serializer!r}: {error}; "
+        "nothing was sent"
+    )

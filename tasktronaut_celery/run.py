@@ -1,0 +1,132 @@
+"""``Run``: a handle on one run, from the client that started it or any other."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import ProcessCancelled, ProcessFailed, RunNotFoundError
+from .plan import Plan
+from .store import RunRecord, RunState, StepRecord, StepState
+
+if TYPE_CHECKING:
+    from .store import RunStore
+
+
+@dataclass(frozen=True, slots=True)
+class StepStatus:
+    """One step of a run as a client sees it."""
+
+    path: str
+    name: str
+    description: str | None
+    state: StepState
+    attempts: int
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the first start to the end, once the step has ended."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+class Run:
+    """A run of a process: its state, its steps, and ways to wait for it or cancel it.
+
+    Everything is read from the app's result backend, so a handle made in
+    another process (``backend.run(run_id)``) gives the same answers.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        store: RunStore,
+        plan: Callable[[], Plan],
+        cancel: Callable[[str], bool],
+    ) -> None:
+        self.id = run_id
+        self._store = store
+        self._plan = plan
+        self._cancel = cancel
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self.state.value}>"
+
+    @property
+    def record(self) -> RunRecord:
+        """The run's current record: state, times, and the failing step and error."""
+        record = self._store.record(self.id)
+        if record is None:
+            raise RunNotFoundError(f"run {self.id!r} does not exist (never enqueued, or expired)")
+        return record
+
+    @property
+    def state(self) -> RunState:
+        """``PENDING``, ``RUNNING``, ``SUCCESS``, ``FAILURE`` or ``CANCELLED``."""
+        return self.record.state
+
+    def wait(self, timeout: float | None = None, interval: float = 0.2) -> Run:
+        """Return once the run has succeeded; raise if it failed, was cancelled, or timed out.
+
+        Raises :class:`ProcessFailed` (naming the step and its error),
+        :class:`ProcessCancelled`, or ``TimeoutError`` after ``timeout`` seconds.
+        Polls the result backend, starting fast and slowing to ``interval``.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            record = self.record
+            if record.state.finished:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {self.id} still {record.state.value} after {timeout} s")
+            remaining = interval if deadline is None else max(0.0, deadline - time.monotonic())
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, interval)
+        if record.state is RunState.FAILURE:
+            name = self._step_name(record.step)
+            raise ProcessFailed(self.id, record.step, name, record.error or "unknown error")
+        if record.state is RunState.CANCELLED:
+            raise ProcessCancelled(self.id, record.error or "cancelled")
+        return self
+
+    def cancel(self) -> bool:
+        """Cancel the run: steps not yet started never start; ``False`` if it had ended."""
+        return self._cancel(self.id)
+
+    def steps(self) -> list[StepStatus]:
+        """Every step in definition order, with its state and attempts."""
+        plan = self._plan()
+        records = self._store.steps(self.id)
+        finished = self.state.finished
+        return [_status(plan, path, records.get(path), finished) for path in plan.steps]
+
+    def _step_name(self, path: str | None) -> str | None:
+        if path is None:
+            return None
+        plan = self._plan()
+        if path in plan.steps:
+            return plan.step_name(path)
+        return plan.processes[path].name if path in plan.processes else None
+
+
+def _status(plan: Plan, path: str, record: StepRecord | None, finished: bool) -> StepStatus:
+    step = plan.steps[path]
+    if record is None:
+        record = StepRecord(StepState.SKIPPED if finished else StepState.PENDING)
+    return StepStatus(
+        path=path,
+        name=plan.step_name(path),
+        description=step.description,
+        state=record.state,
+        attempts=record.attempts,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        error=record.error,
+    )

@@ -1,0 +1,145 @@
+"""Run state: what every client and worker can ask about a run.
+
+A run's record (state, failing step, error), its steps' records and its plan
+live in the Celery app's result backend, keyed by run id, so a web request can
+re-attach to a run any worker is executing. The store offers the few atomic
+operations the semantics need: a run ends once (the first terminal state
+wins), and each lifecycle hook is *claimed* once per process per run.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from .plan import EncodedPlan
+
+
+class RunState(str, enum.Enum):
+    """Where a run stands."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has ended and nothing more of it will start."""
+        return self in (RunState.SUCCESS, RunState.FAILURE, RunState.CANCELLED)
+
+
+class StepState(str, enum.Enum):
+    """Where a step stands. ``SKIPPED`` steps never started because the run ended."""
+
+    PENDING = "PENDING"
+    STARTED = "STARTED"
+    RETRY = "RETRY"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run's state; ``step`` and ``error`` say why it failed or was cancelled."""
+
+    state: RunState
+    created_at: float
+    finished_at: float | None = None
+    step: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON-ready data."""
+        return {**asdict(self), "state": self.state.value}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
+        """The record :meth:`to_json` produced."""
+        return cls(**{**data, "state": RunState(data["state"])})
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """What happened to one step: its state, attempts so far, timing and last error."""
+
+    state: StepState
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON-ready data."""
+        return {**asdict(self), "state": self.state.value}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StepRecord:
+        """The record :meth:`to_json` produced."""
+        return cls(**{**data, "state": StepState(data["state"])})
+
+    def moved_to(self, state: StepState, **changes: Any) -> StepRecord:
+        """A copy of the record in ``state``, with ``changes`` applied."""
+        return replace(self, state=state, **changes)
+
+
+class RunStore(ABC):
+    """Where runs are kept; one implementation per kind of result backend."""
+
+    @abstractmethod
+    def create(self, run_id: str, plan: EncodedPlan) -> bool:
+        """Store a new PENDING run with its plan; ``False`` if the run id exists already."""
+
+    @abstractmethod
+    def delete(self, run_id: str) -> None:
+        """Forget a run entirely (used when enqueueing it failed)."""
+
+    @abstractmethod
+    def plan(self, run_id: str) -> EncodedPlan | None:
+        """The run's stored plan, if the run exists."""
+
+    @abstractmethod
+    def record(self, run_id: str) -> RunRecord | None:
+        """The run's record, if the run exists."""
+
+    @abstractmethod
+    def mark_running(self, run_id: str) -> None:
+        """Move a PENDING run to RUNNING; any other state is left alone."""
+
+    @abstractmethod
+    def finish(
+        self, run_id: str, state: RunState, step: str | None = None, error: str | None = None
+    ) -> bool:
+        """End the run in ``state`` unless it has ended already; ``True`` if this call ended it."""
+
+    @abstractmethod
+    def claim(self, run_id: str, marker: str) -> bool:
+        """``True`` the first time ``marker`` is claimed for this run, ``False`` ever after."""
+
+    @abstractmethod
+    def claimed(self, run_id: str) -> set[str]:
+        """Every marker claimed so far for this run."""
+
+    @abstractmethod
+    def put_step(self, run_id: str, path: str, record: StepRecord) -> None:
+        """Store the record of the step at ``path``."""
+
+    @abstractmethod
+    def step(self, run_id: str, path: str) -> StepRecord | None:
+        """The record of the step at ``path``, if it has started."""
+
+    @abstractmethod
+    def steps(self, run_id: str) -> dict[str, StepRecord]:
+        """The records of every step that has started, by path."""
+
+
+def now() -> float:
+    """Wall-clock time as stored in records (seconds since the epoch)."""
+    return time.time()

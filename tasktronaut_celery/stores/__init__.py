@@ -1,0 +1,58 @@
+"""Run stores, one per kind of Celery result backend, and the choice between them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import UnsupportedAppError
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from ..store import RunStore
+
+_REDIS_SCHEMES = {"redis", "rediss", "redis+socket", "sentinel", "sentinels"}
+_MEMORY_SCHEMES = {"cache+memory"}
+_REFUSED = {
+    "": "no result backend is configured",
+    "disabled": "the result backend is disabled",
+    "rpc": "the rpc:// result backend keeps results only for the client that sent the task",
+    "amqp": "the amqp:// result backend keeps results only for the client that sent the task",
+}
+
+
+def backend_scheme(app: Celery) -> str:
+    """The scheme of the app's ``result_backend`` setting, read without connecting."""
+    url = app.conf.result_backend or ""
+    if not isinstance(url, str):
+        return type(url).__name__
+    return url.partition("://")[0].lower() if "://" in url else url.lower()
+
+
+def check_app(app: Celery) -> None:
+    """Refuse an app whose result backend cannot hold run state, saying what to configure."""
+    scheme = backend_scheme(app)
+    if scheme in _REDIS_SCHEMES or scheme in _MEMORY_SCHEMES:
+        return
+    reason = _REFUSED.get(scheme, f"the {scheme!r} result backend is not supported yet")
+    raise UnsupportedAppError(
+        f"Celery app {app.main!r}: {reason}. Tasktronaut keeps run state and chord joins in "
+        "the result backend, so every worker and client must reach the same one: set "
+        "result_backend to a Redis URL (e.g. 'redis://localhost:6379/0'), or "
+        "'cache+memory://' for a single-process embedded app."
+    )
+
+
+def store_for(app: Celery) -> RunStore:
+    """The run store that keeps runs in ``app``'s result backend."""
+    check_app(app)
+    scheme = backend_scheme(app)
+    expires = app.conf.result_expires
+    ttl = int(expires.total_seconds()) if hasattr(expires, "total_seconds") else int(expires or 0)
+    if scheme in _MEMORY_SCHEMES:
+        from .memory import MemoryRunStore
+
+        return MemoryRunStore()
+    from .redis import RedisRunStore
+
+    return RedisRunStore(app.backend.client, ttl=ttl or None)

@@ -1,0 +1,103 @@
+"""Runs kept in this Python process, for the embedded app (``cache+memory://``)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+
+from typing_extensions import override
+
+from ..plan import EncodedPlan
+from ..store import RunRecord, RunState, RunStore, StepRecord, now
+
+
+@dataclass
+class _Run:
+    plan: EncodedPlan
+    record: RunRecord
+    claims: set[str] = field(default_factory=set)
+    steps: dict[str, StepRecord] = field(default_factory=dict)
+
+
+class MemoryRunStore(RunStore):
+    """A thread-safe store in a dict: every client and worker must share this process."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, _Run] = {}
+        self._lock = threading.Lock()
+
+    @override
+    def create(self, run_id: str, plan: EncodedPlan) -> bool:
+        with self._lock:
+            if run_id in self._runs:
+                return False
+            self._runs[run_id] = _Run(plan, RunRecord(RunState.PENDING, created_at=now()))
+            return True
+
+    @override
+    def delete(self, run_id: str) -> None:
+        with self._lock:
+            self._runs.pop(run_id, None)
+
+    @override
+    def plan(self, run_id: str) -> EncodedPlan | None:
+        run = self._runs.get(run_id)
+        return run.plan if run else None
+
+    @override
+    def record(self, run_id: str) -> RunRecord | None:
+        run = self._runs.get(run_id)
+        return run.record if run else None
+
+    @override
+    def mark_running(self, run_id: str) -> None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run and run.record.state is RunState.PENDING:
+                run.record = replace(run.record, state=RunState.RUNNING)
+
+    @override
+    def finish(
+        self, run_id: str, state: RunState, step: str | None = None, error: str | None = None
+    ) -> bool:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None or run.record.state.finished:
+                return False
+            run.record = replace(
+                run.record, state=state, finished_at=now(), step=step, error=error
+            )
+            return True
+
+    @override
+    def claim(self, run_id: str, marker: str) -> bool:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None or marker in run.claims:
+                return False
+            run.claims.add(marker)
+            return True
+
+    @override
+    def claimed(self, run_id: str) -> set[str]:
+        with self._lock:
+            run = self._runs.get(run_id)
+            return set(run.claims) if run else set()
+
+    @override
+    def put_step(self, run_id: str, path: str, record: StepRecord) -> None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is not None:
+                run.steps[path] = record
+
+    @override
+    def step(self, run_id: str, path: str) -> StepRecord | None:
+        run = self._runs.get(run_id)
+        return run.steps.get(path) if run else None
+
+    @override
+    def steps(self, run_id: str) -> dict[str, StepRecord]:
+        with self._lock:
+            run = self._runs.get(run_id)
+            return dict(run.steps) if run else {}

@@ -1,0 +1,145 @@
+"""Runs kept in the Redis result backend, next to Celery's own results.
+
+Per run: ``tasktronaut:<id>:run`` (hash: state, times, failing step, error),
+``:plan`` (hash: content type, encoding, body), ``:claims`` (hash of hook
+markers) and ``:steps`` (hash: path -> JSON record). Every key expires with
+the app's ``result_expires``. State changes that must happen once are Lua
+scripts, so they are atomic across workers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from typing_extensions import override
+
+from ..plan import EncodedPlan
+from ..store import RunRecord, RunState, RunStore, StepRecord, now
+
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'PENDING', 'created_at', ARGV[1])
+redis.call('HSET', KEYS[2], 'type', ARGV[2], 'encoding', ARGV[3], 'body', ARGV[4])
+if tonumber(ARGV[5]) > 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[5])
+    redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
+return 1
+"""
+
+_MARK_RUNNING = """
+if redis.call('HGET', KEYS[1], 'state') == 'PENDING' then
+    redis.call('HSET', KEYS[1], 'state', 'RUNNING')
+end
+return 1
+"""
+
+_FINISH = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if (not state) or state == 'SUCCESS' or state == 'FAILURE' or state == 'CANCELLED' then
+    return 0
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished_at', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'step', string.sub(ARGV[3], 2)) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[4]) end
+return 1
+"""
+
+
+class RedisRunStore(RunStore):
+    """A store on the redis-py client of Celery's Redis result backend."""
+
+    def __init__(self, client: Any, ttl: int | None, prefix: str = "tasktronaut") -> None:
+        self._client = client
+        self._ttl = ttl or 0
+        self._prefix = prefix
+        self._create = client.register_script(_CREATE)
+        self._mark_running = client.register_script(_MARK_RUNNING)
+        self._finish = client.register_script(_FINISH)
+
+    def _key(self, run_id: str, part: str) -> str:
+        return f"{self._prefix}:{run_id}:{part}"
+
+    @override
+    def create(self, run_id: str, plan: EncodedPlan) -> bool:
+        keys = [self._key(run_id, "run"), self._key(run_id, "plan")]
+        args = [repr(now()), plan.content_type, plan.content_encoding, plan.body, self._ttl]
+        return bool(self._create(keys=keys, args=args))
+
+    @override
+    def delete(self, run_id: str) -> None:
+        self._client.delete(
+            *(self._key(run_id, part) for part in ("run", "plan", "claims", "steps"))
+        )
+
+    @override
+    def plan(self, run_id: str) -> EncodedPlan | None:
+        stored = self._client.hgetall(self._key(run_id, "plan"))
+        if not stored:
+            return None
+        return EncodedPlan(stored[b"type"].decode(), stored[b"encoding"].decode(), stored[b"body"])
+
+    @override
+    def record(self, run_id: str) -> RunRecord | None:
+        stored = {
+            k.decode(): v.decode()
+            for k, v in self._client.hgetall(self._key(run_id, "run")).items()
+        }
+        if not stored:
+            return None
+        finished_at = stored.get("finished_at")
+        return RunRecord(
+            state=RunState(stored["state"]),
+            created_at=float(stored["created_at"]),
+            finished_at=float(finished_at) if finished_at else None,
+            step=stored.get("step"),
+            error=stored.get("error"),
+        )
+
+    @override
+    def mark_running(self, run_id: str) -> None:
+        self._mark_running(keys=[self._key(run_id, "run")])
+
+    @override
+    def finish(
+        self, run_id: str, state: RunState, step: str | None = None, error: str | None = None
+    ) -> bool:
+        # The step is sent with a leading "=" so that the root's empty path is not "no step".
+        args = [state.value, repr(now()), "" if step is None else f"={step}", error or ""]
+        return bool(self._finish(keys=[self._key(run_id, "run")], args=args))
+
+    @override
+    def claim(self, run_id: str, marker: str) -> bool:
+        key = self._key(run_id, "claims")
+        with self._client.pipeline() as pipe:
+            pipe.hsetnx(key, marker, 1)
+            if self._ttl:
+                pipe.expire(key, self._ttl)
+            won, *_ = pipe.execute()
+        return bool(won)
+
+    @override
+    def claimed(self, run_id: str) -> set[str]:
+        return {marker.decode() for marker in self._client.hkeys(self._key(run_id, "claims"))}
+
+    @override
+    def put_step(self, run_id: str, path: str, record: StepRecord) -> None:
+        key = self._key(run_id, "steps")
+        with self._client.pipeline() as pipe:
+            pipe.hset(key, path, json.dumps(record.to_json()))
+            if self._ttl:
+                pipe.expire(key, self._ttl)
+            pipe.execute()
+
+    @override
+    def step(self, run_id: str, path: str) -> StepRecord | None:
+        stored = self._client.hget(self._key(run_id, "steps"), path)
+        return StepRecord.from_json(json.loads(stored)) if stored else None
+
+    @override
+    def steps(self, run_id: str) -> dict[str, StepRecord]:
+        stored = self._client.hgetall(self._key(run_id, "steps"))
+        return {
+            path.decode(): StepRecord.from_json(json.loads(raw)) for path, raw in stored.items()
+        }
