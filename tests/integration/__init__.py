@@ -1,0 +1,1 @@
+"""Integration tests: real workers on real Redis and RabbitMQ brokers."""

@@ -1,0 +1,87 @@
+"""Fixtures: real Redis and RabbitMQ, Celery apps on them, and workers running the apps.
+
+The services must answer: on CI (``CI`` set) a missing one fails the run; on a
+laptop without them the integration tests are skipped. Each test module gets
+one in-process worker per broker (a thread pool, so concurrent steps really
+overlap); the ``celery worker`` subprocess tests start their own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+
+from tasktronaut_celery import CeleryBackend
+
+from .recorder import Recorder
+from .services import BROKERS, EVENTS, RESULTS, answers
+from .worker_app import make_app
+
+WORKER_QUEUES = ["celery", "special"]
+
+
+def require(url: str, name: str) -> None:
+    """Skip (fail on CI) unless the service at ``url`` answers."""
+    if answers(url):
+        return
+    message = f"{name} does not answer at {url}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_databases() -> None:
+    require(RESULTS, "Redis")
+    for url in (RESULTS, EVENTS, BROKERS["redis"]):
+        redis.Redis.from_url(url).flushdb()
+
+
+@pytest.fixture(scope="session")
+def recorder() -> Recorder:
+    """What workers recorded, per run."""
+    return Recorder(EVENTS)
+
+
+@pytest.fixture(scope="module", params=sorted(BROKERS))
+def broker(request: pytest.FixtureRequest) -> str:
+    """Each broker the module runs on: Redis, then RabbitMQ (results always in Redis)."""
+    name: str = request.param
+    require(BROKERS[name], name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def celery_app(broker: str) -> Celery:
+    app = make_app(BROKERS[broker], name=f"tasktronaut-tests-{broker}")
+    with app.connection_for_write() as connection:
+        for queue in WORKER_QUEUES:
+            connection.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False)
+            connection.default_channel.queue_purge(queue)
+    return app
+
+
+@pytest.fixture(scope="module")
+def backend(celery_app: Celery) -> CeleryBackend:
+    """The Tasktronaut backend on the module's app (the worker's own)."""
+    return CeleryBackend(celery_app)
+
+
+@pytest.fixture(scope="module")
+def worker(celery_app: Celery, backend: CeleryBackend) -> Iterator[None]:
+    """An in-process worker with four threads consuming the default and 'special' queues."""
+    with start_worker(
+        celery_app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        shutdown_timeout=30,
+        loglevel="WARNING",
+        queues=WORKER_QUEUES,
+    ):
+        yield

@@ -1,0 +1,38 @@
+"""Where the integration tests find Redis and RabbitMQ, and whether they answer."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+REDIS_URL = os.environ.get("TASKTRONAUT_REDIS_URL", "redis://127.0.0.1:6379")
+AMQP_URL = os.environ.get("TASKTRONAUT_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+BROKER_DB = 10
+RESULT_DB = 11
+EVENTS_DB = 12
+
+
+def redis_db(number: int) -> str:
+    """The URL of Redis database ``number`` on the test server."""
+    return f"{REDIS_URL.rstrip('/')}/{number}"
+
+
+BROKERS = {
+    "redis": redis_db(BROKER_DB),
+    "rabbitmq": AMQP_URL,
+}
+RESULTS = redis_db(RESULT_DB)
+EVENTS = redis_db(EVENTS_DB)
+
+
+def answers(url: str, timeout: float = 1.0) -> bool:
+    """Whether something accepts TCP connections at the host and port of ``url``."""
+    parsed = urlparse(url)
+    default_port = 5672 if parsed.scheme.startswith("amqp") else 6379
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or default_port), timeout):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,38 @@
+"""The Celery app the integration tests' workers run, in-process or as ``celery worker``.
+
+As a module (``celery -A tests.integration.worker_app worker``) it reads its
+broker from ``TASKTRONAUT_TEST_BROKER``, like a user's ``proj/celery.py`` would
+read settings.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from examples import user_guide  # noqa: F401  (the guide's definitions, too)
+from tasktronaut_celery import CeleryBackend
+
+from . import processes  # noqa: F401  (registers the test definitions in the worker)
+from .recorder import install
+from .services import BROKERS, EVENTS, RESULTS
+
+
+def make_app(broker: str, name: str = "tasktronaut-tests") -> Celery:
+    """A Celery app on ``broker`` with Redis results, configured like a production one."""
+    app = Celery(name, broker=broker, backend=RESULTS)
+    app.conf.update(
+        broker_connection_retry_on_startup=True,
+        task_queues=None,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        broker_transport_options={"visibility_timeout": 3600},
+    )
+    return app
+
+
+install(EVENTS)
+app = make_app(os.environ.get("TASKTRONAUT_TEST_BROKER", BROKERS["redis"]))
+backend = CeleryBackend(app)
