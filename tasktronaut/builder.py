@@ -29,6 +29,7 @@ from .errors import BuildError, BuilderStateError, InvalidArgumentsError, Invali
 from .nodes import BlockNode, ExecutionMode, Node, ProcessNode, TaskNode, child_path
 from .options import TaskOptions, TaskOptionsKwargs
 from .process import Process
+from .scope import Arguments
 
 MAX_SUB_PROCESS_DEPTH = 50
 _IDENTIFIER = re.compile(r"[\w.:@+-]{1,200}")
@@ -64,7 +65,7 @@ class _BuildState:
         self,
         definition: type[ProcessDefinition],
         path: str,
-        arguments: Mapping[str, Any],
+        arguments: Arguments,
         description: str | None,
     ) -> ProcessNode:
         """Run ``definition.define_process`` and freeze what it added."""
@@ -113,7 +114,7 @@ def build_process(
     if options is not None and not isinstance(options, Mapping):
         raise InvalidStepError(f"{name}: options must be a mapping of names to booleans")
     state = _BuildState(identifier, MappingProxyType(dict(options or {})))
-    root = state.process_node(definition, "", MappingProxyType(dict(arguments)), None)
+    root = state.process_node(definition, "", Arguments(arguments), None)
     state.finished = True
     return Process(identifier=identifier, root=root, options=state.options)
 
@@ -138,14 +139,14 @@ class Builder:
         state: _BuildState,
         definition: ProcessDefinition,
         block: _OpenBlock,
-        arguments: Mapping[str, Any],
+        arguments: Arguments,
         description: str | None,
         where: str,
     ) -> None:
         self._state = state
         self._definition = definition
         self._block = block
-        self._arguments: Mapping[str, Any] = arguments
+        self._arguments = arguments
         self._description = description
         self._where = where
         self._open_inner: str | None = None
@@ -236,7 +237,13 @@ class Builder:
         omitted. All problems are raised together, naming the process.
         """
         self._check_usable("expected_arguments")
-        self._arguments = MappingProxyType(validate_arguments(self._where, self._arguments, types))
+        validated = validate_arguments(self._where, self._arguments, types)
+        changed = {
+            k: v
+            for k, v in validated.items()
+            if k not in self._arguments or self._arguments[k] is not v
+        }
+        self._arguments = self._arguments.overlay(changed)
 
     def option(self, name: str, default: bool = False) -> bool:
         """The boolean option ``name`` given to ``build(options=...)``, else ``default``."""
@@ -315,7 +322,7 @@ class Builder:
         description = (
             own if own is not None else fallback if fallback is not None else self._description
         )
-        overlaid = MappingProxyType({**self._arguments, **arguments})
+        overlaid = self._arguments.overlay(arguments)
         derived = Builder(
             self._state, self._definition, self._block, overlaid, description, self._where
         )

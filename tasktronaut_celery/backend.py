@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from tasktronaut.process import Process
 
 from .canvas import (
+    BEGIN_TASK,
     CANCEL_TASK,
     JOIN_TASK,
     START_TASK,
@@ -47,11 +48,16 @@ class CeleryBackend:
     Creating it registers the runner tasks on the app, so the same line serves
     the web process that enqueues and the ``celery -A proj worker`` that runs
     steps. It refuses an app whose result backend cannot hold run state.
+
+    ``control_queue`` is where Tasktronaut's own small tasks go (the start
+    message, joins of concurrent sections, cancel hooks); by default the app's
+    default queue. Steps go where their ``queue`` option says.
     """
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, *, control_queue: str | None = None) -> None:
         check_app(app)
         self.app = app
+        self.control_queue = control_queue
         self._register_tasks()
 
     def __repr__(self) -> str:
@@ -65,7 +71,7 @@ class CeleryBackend:
     @functools.cached_property
     def runner(self) -> Runner:
         """What this app's workers do with Tasktronaut messages."""
-        return Runner(self.app, self.store)
+        return Runner(self.app, self.store, self.control_queue)
 
     def enqueue(self, process: Process) -> Run:
         """Store the run's plan and send the single message that starts it.
@@ -78,7 +84,7 @@ class CeleryBackend:
         if not self.store.create(plan.run_id, encoded):
             raise DuplicateRunError(plan.run_id)
         try:
-            start_signature(self.app, plan).apply_async()
+            start_signature(self.app, plan, self.control_queue).apply_async()
         except BaseException:
             self.store.delete(plan.run_id)
             raise
@@ -94,7 +100,8 @@ class CeleryBackend:
         """Cancel a run; ``False`` if it had already ended. Hooks fire on a worker."""
         if not self.store.finish(run_id, RunState.CANCELLED, error=CANCELLED_BY_CLIENT):
             return False
-        cancel_signature(self.app, run_id, self._load_plan(run_id).root.name).apply_async()
+        root = self._load_plan(run_id).root.name
+        cancel_signature(self.app, run_id, root, self.control_queue).apply_async()
         return True
 
     def _load_plan(self, run_id: str) -> Plan:
@@ -113,6 +120,10 @@ class CeleryBackend:
         @self.app.task(name=STEP_TASK, **_TASK_OPTIONS)
         def step(task: Task, run: str, step: str) -> None:
             backend.runner.step(task, run, step)
+
+        @self.app.task(name=BEGIN_TASK, **_TASK_OPTIONS)
+        def begin(task: Task, run: str, begin: str) -> None:
+            backend.runner.begin(run, begin)
 
         @self.app.task(name=JOIN_TASK, **_TASK_OPTIONS)
         def join(task: Task, run: str, join: str) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from celery import chain, chord, group
 from celery.canvas import Signature
 
-from .flow import Chain, Flow, Join, Step
+from .flow import Begin, Chain, Flow, Join, Step
 from .plan import Plan
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 STEP_TASK = "tasktronaut.step"
 JOIN_TASK = "tasktronaut.join"
+BEGIN_TASK = "tasktronaut.begin"
 START_TASK = "tasktronaut.start"
 CANCEL_TASK = "tasktronaut.cancel"
 
@@ -38,16 +39,40 @@ def join_task_id(run_id: str, path: str) -> str:
     return f"{run_id}:{path or 'root'}:join"
 
 
-def to_signature(app: Celery, plan: Plan, flow: Flow) -> Signature:
-    """The Celery canvas for ``flow`` (part of) ``plan``."""
+def to_signature(
+    app: Celery, plan: Plan, flow: Flow, control_queue: str | None = None
+) -> Signature:
+    """The Celery canvas for ``flow`` (part of) ``plan``; joins go to ``control_queue``."""
     if isinstance(flow, Step):
         return step_signature(app, plan, flow.path)
     if isinstance(flow, Join):
-        return join_signature(app, plan, flow.path)
+        return join_signature(app, plan, flow.path, control_queue)
+    if isinstance(flow, Begin):
+        return begin_signature(app, plan, flow.path, control_queue)
+    items = flow.items if isinstance(flow, Chain) else (*flow.header, flow.body)
+    signatures = [to_signature(app, plan, item, control_queue) for item in items]
     if isinstance(flow, Chain):
-        return chain(*(to_signature(app, plan, item) for item in flow.items), app=app)
-    header = group([to_signature(app, plan, member) for member in flow.header], app=app)
-    return chord(header, to_signature(app, plan, flow.body), app=app)
+        return chain(*signatures, app=app)
+    *members, body = signatures
+    header = group([_storing_results(member) for member in members], app=app)
+    return chord(header, body, app=app)
+
+
+def _storing_results(signature: Signature) -> Signature:
+    """``signature`` with every task in it storing its result.
+
+    Tasktronaut's tasks keep no Celery result, except inside a chord header:
+    result backends without native chord support (databases) join a chord by
+    polling its members' results.
+    """
+    for task in getattr(signature, "tasks", None) or (signature,):
+        if task is signature:
+            task.set(ignore_result=False)
+        else:
+            _storing_results(task)
+    if isinstance(signature, chord):
+        _storing_results(signature.body)
+    return signature
 
 
 def step_signature(app: Celery, plan: Plan, path: str) -> Signature:
@@ -64,19 +89,36 @@ def step_signature(app: Celery, plan: Plan, path: str) -> Signature:
     )
 
 
-def join_signature(app: Celery, plan: Plan, path: str) -> Signature:
+def join_signature(
+    app: Celery, plan: Plan, path: str, control_queue: str | None = None
+) -> Signature:
     """The signature of the join at ``path``."""
-    owner = plan.processes.get(path) or plan.processes[plan.ancestors(path)[0]]
+    owner = plan.processes[plan.lineage(path)[0]]
     return _signature(
         app,
         JOIN_TASK,
         {"run": plan.run_id, "join": path},
         task_id=join_task_id(plan.run_id, path),
         shadow=f"{owner.name}:join",
+        **_queue(control_queue),
     )
 
 
-def start_signature(app: Celery, plan: Plan) -> Signature:
+def begin_signature(
+    app: Celery, plan: Plan, path: str, control_queue: str | None = None
+) -> Signature:
+    """The signature of the begin of the sub-process at ``path``."""
+    return _signature(
+        app,
+        BEGIN_TASK,
+        {"run": plan.run_id, "begin": path},
+        task_id=f"{plan.run_id}:{path}:begin",
+        shadow=f"{plan.processes[path].name}:begin",
+        **_queue(control_queue),
+    )
+
+
+def start_signature(app: Celery, plan: Plan, control_queue: str | None = None) -> Signature:
     """The one message a client sends to start a run."""
     return _signature(
         app,
@@ -84,14 +126,26 @@ def start_signature(app: Celery, plan: Plan) -> Signature:
         {"run": plan.run_id},
         task_id=f"{plan.run_id}:start",
         shadow=f"{plan.root.name}:start",
+        **_queue(control_queue),
     )
 
 
-def cancel_signature(app: Celery, run_id: str, root_name: str) -> Signature:
+def cancel_signature(
+    app: Celery, run_id: str, root_name: str, control_queue: str | None = None
+) -> Signature:
     """The message that fires ``on_cancelled`` hooks on a worker after a client cancels."""
     return _signature(
-        app, CANCEL_TASK, {"run": run_id}, task_id=f"{run_id}:cancel", shadow=f"{root_name}:cancel"
+        app,
+        CANCEL_TASK,
+        {"run": run_id},
+        task_id=f"{run_id}:cancel",
+        shadow=f"{root_name}:cancel",
+        **_queue(control_queue),
     )
+
+
+def _queue(queue: str | None) -> dict[str, str]:
+    return {"queue": queue} if queue else {}
 
 
 def _signature(app: Celery, name: str, kwargs: dict[str, str], **options: Any) -> Signature:

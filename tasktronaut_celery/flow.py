@@ -14,7 +14,10 @@ The rules it follows (each avoids a measured hazard of plain canvas):
   concurrently, or two concurrent blocks in a row) a *join* is added: a tiny
   task that marks the point where all members are done;
 * every process ends at exactly one action, a step or its own join, which
-  records that the process completed (and fires ``on_completed``).
+  records that the process completed (and fires ``on_completed``);
+* a sub-process that opens with a concurrent section starts with a *begin*, a
+  tiny task that fires its ``on_started`` before any of its steps can start
+  (the run's start message does this for the top-level process).
 """
 
 from __future__ import annotations
@@ -40,6 +43,16 @@ class Join:
 
 
 @dataclass(frozen=True, slots=True)
+class Begin:
+    """Mark the start of the sub-process at ``path``."""
+
+    path: str
+
+
+Action = Step | Join | Begin
+
+
+@dataclass(frozen=True, slots=True)
 class Chain:
     """Run ``items`` one after another."""
 
@@ -51,10 +64,10 @@ class Chord:
     """Run ``header`` members concurrently, then ``body`` once all have succeeded."""
 
     header: tuple[Flow, ...]
-    body: Step | Join
+    body: Action
 
 
-Flow = Step | Join | Chain | Chord
+Flow = Step | Join | Begin | Chain | Chord
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +75,15 @@ class CompiledProcess:
     """A flow and, per action, the processes it completes (innermost first)."""
 
     flow: Flow
-    completes: dict[Step | Join, tuple[str, ...]]
+    completes: dict[Action, tuple[str, ...]]
 
     def joins(self) -> Iterator[Join]:
         """Every join of the flow."""
         return (action for action in actions(self.flow) if isinstance(action, Join))
+
+    def begins(self) -> Iterator[Begin]:
+        """Every begin of the flow."""
+        return (action for action in actions(self.flow) if isinstance(action, Begin))
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +94,12 @@ class _Parallel:
     members: tuple[Flow, ...]
 
 
-_Item = Step | Join | _Parallel
+_Item = Step | Join | Begin | _Parallel
 
 
 @dataclass
 class _Compiler:
-    completes: dict[Step | Join, list[str]] = field(default_factory=dict)
+    completes: dict[Action, list[str]] = field(default_factory=dict)
 
     def sequence(self, node: Node) -> list[_Item]:
         """The actions of ``node`` in order, with concurrent sections still pending."""
@@ -93,6 +110,8 @@ class _Compiler:
         else:
             items = self.concurrent(node.path, node.children)
         if isinstance(node, ProcessNode):
+            if node.path and items and isinstance(items[0], _Parallel):
+                items.insert(0, Begin(node.path))
             if not items or isinstance(items[-1], _Parallel):
                 items.append(Join(node.path))
             tail = items[-1]
@@ -125,7 +144,7 @@ class _Compiler:
             item = items[index]
             if isinstance(item, _Parallel):
                 following = items[index + 1] if index + 1 < len(items) else None
-                if isinstance(following, (Step, Join)):
+                if isinstance(following, (Step, Join, Begin)):
                     flows.append(Chord(item.members, following))
                     index += 2
                     continue
@@ -144,9 +163,9 @@ def compile_process(root: ProcessNode) -> CompiledProcess:
     return CompiledProcess(flow, completes)
 
 
-def actions(flow: Flow) -> Iterator[Step | Join]:
-    """Every step and join of ``flow``, in canvas order."""
-    if isinstance(flow, (Step, Join)):
+def actions(flow: Flow) -> Iterator[Action]:
+    """Every step, join and begin of ``flow``, in canvas order."""
+    if isinstance(flow, (Step, Join, Begin)):
         yield flow
     elif isinstance(flow, Chain):
         for item in flow.items:
@@ -157,12 +176,13 @@ def actions(flow: Flow) -> Iterator[Step | Join]:
         yield flow.body
 
 
+_KINDS: dict[str, type[Action]] = {"step": Step, "join": Join, "begin": Begin}
+
+
 def to_data(flow: Flow) -> list[object]:
     """``flow`` as nested lists of strings, for storing with a run."""
-    if isinstance(flow, Step):
-        return ["step", flow.path]
-    if isinstance(flow, Join):
-        return ["join", flow.path]
+    if isinstance(flow, (Step, Join, Begin)):
+        return [type(flow).__name__.lower(), flow.path]
     if isinstance(flow, Chain):
         return ["chain", [to_data(item) for item in flow.items]]
     return ["chord", [to_data(member) for member in flow.header], to_data(flow.body)]
@@ -173,12 +193,12 @@ def from_data(data: object) -> Flow:
     if not isinstance(data, list) or not data:
         raise ValueError(f"not a flow: {data!r:.100}")
     kind, *rest = data
-    if kind in ("step", "join") and len(rest) == 1 and isinstance(rest[0], str):
-        return Step(rest[0]) if kind == "step" else Join(rest[0])
+    if kind in _KINDS and len(rest) == 1 and isinstance(rest[0], str):
+        return _KINDS[kind](rest[0])
     if kind == "chain" and len(rest) == 1 and isinstance(rest[0], list):
         return Chain(tuple(from_data(item) for item in rest[0]))
     if kind == "chord" and len(rest) == 2 and isinstance(rest[0], list):
         body = from_data(rest[1])
-        if isinstance(body, (Step, Join)):
+        if isinstance(body, (Step, Join, Begin)):
             return Chord(tuple(from_data(member) for member in rest[0]), body)
     raise ValueError(f"not a flow: {data!r:.100}")

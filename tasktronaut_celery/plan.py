@@ -20,6 +20,7 @@ from kombu.utils.encoding import bytes_to_str
 from tasktronaut.nodes import ProcessNode, TaskNode, walk
 from tasktronaut.process import Process
 from tasktronaut.registry import reference_of
+from tasktronaut.scope import Arguments
 
 from . import flow as flows
 from .errors import ArgumentNotSerializableError, CorruptPlanError
@@ -69,37 +70,34 @@ class Plan:
         step = self.steps[path]
         return f"{self.processes[step.process].name}.{step.method}"
 
-    def ancestors(self, path: str) -> tuple[str, ...]:
-        """Paths of the processes that contain ``path``, innermost first, the root last."""
-        found = []
+    def lineage(self, path: str) -> tuple[str, ...]:
+        """Paths of the processes that are or contain ``path``, innermost first, root last."""
+        found = [path] if path in self.processes else []
         while path:
             path = path.rpartition(".")[0]
             if path in self.processes:
                 found.append(path)
-        return tuple(found) or ("",)
+        return tuple(found)
 
     def to_data(self) -> dict[str, Any]:
-        """The plan as plain data; argument mappings shared by steps are stored once."""
-        scopes: list[Mapping[str, Any]] = []
-        scope_index: dict[int, int] = {}
-        steps: dict[str, list[Any]] = {}
-        for path, step in self.steps.items():
-            index = scope_index.setdefault(id(step.arguments), len(scopes))
-            if index == len(scopes):
-                scopes.append(step.arguments)
-            steps[path] = [
+        """The plan as plain data; each layer of arguments is stored once, however shared."""
+        layers = _Layers()
+        steps = {
+            path: [
                 step.process,
                 step.method,
                 step.description,
-                index,
+                layers.index(step.arguments),
                 dict(step.options),
                 list(step.completes),
             ]
+            for path, step in self.steps.items()
+        }
         return {
             "version": PLAN_VERSION,
             "run": self.run_id,
             "processes": {p.path: [p.definition, p.name] for p in self.processes.values()},
-            "scopes": [dict(scope) for scope in scopes],
+            "scopes": layers.stored,
             "steps": steps,
             "joins": {path: list(completes) for path, completes in self.joins.items()},
             "flow": flows.to_data(self.flow),
@@ -115,7 +113,7 @@ class Plan:
                 path: PlannedProcess(path, str(reference), str(name))
                 for path, (reference, name) in data["processes"].items()
             }
-            scopes = data["scopes"]
+            scopes = _Layers.restore(data["scopes"])
             steps = {
                 path: PlannedStep(
                     path, process, method, description, scopes[scope], options, tuple(completes)
@@ -125,9 +123,58 @@ class Plan:
                 ].items()
             }
             joins = {path: tuple(completes) for path, completes in data["joins"].items()}
-            return cls(str(data["run"]), processes, steps, joins, flows.from_data(data["flow"]))
-        except (KeyError, TypeError, ValueError, IndexError) as error:
-            raise CorruptPlanError(f"stored plan is not readable: {error}") from None
+            plan = cls(str(data["run"]), processes, steps, joins, flows.from_data(data["flow"]))
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as error:
+            raise CorruptPlanError(f"stored plan is not readable: {error!r}") from None
+        plan._check_consistent()
+        return plan
+
+    def _check_consistent(self) -> None:
+        """Refuse a plan whose flow names steps or joins it does not define."""
+        if "" not in self.processes:
+            raise CorruptPlanError("stored plan has no root process")
+        for action in flows.actions(self.flow):
+            known: Mapping[str, object] = self.processes
+            if isinstance(action, flows.Step):
+                known = self.steps
+            elif isinstance(action, flows.Join):
+                known = self.joins
+            if action.path not in known or action == flows.Begin(""):
+                raise CorruptPlanError(f"stored plan's flow names an unknown {action}")
+        for step in self.steps.values():
+            if step.process not in self.processes:
+                raise CorruptPlanError(f"step {step.path} belongs to an unknown process")
+
+
+class _Layers:
+    """Argument layers numbered in the order stored, each parent before its children."""
+
+    def __init__(self) -> None:
+        self.stored: list[list[Any]] = []
+        self._numbers: dict[int, int] = {}
+
+    def index(self, arguments: Mapping[str, Any]) -> int:
+        number = self._numbers.get(id(arguments))
+        if number is None:
+            if isinstance(arguments, Arguments):
+                parent = arguments.parent
+                layer = [None if parent is None else self.index(parent), dict(arguments.own)]
+            else:
+                layer = [None, dict(arguments)]
+            number = self._numbers[id(arguments)] = len(self.stored)
+            self.stored.append(layer)
+        return number
+
+    @staticmethod
+    def restore(stored: list[list[Any]]) -> list[Arguments]:
+        layers: list[Arguments] = []
+        for parent, own in stored:
+            if parent is not None and not 0 <= parent < len(layers):
+                raise ValueError(f"argument layer {len(layers)} has no parent {parent}")
+            if not isinstance(own, dict):
+                raise TypeError(f"argument layer {len(layers)} is not a mapping")
+            layers.append(Arguments(own, None if parent is None else layers[parent]))
+        return layers
 
 
 def plan_process(process: Process) -> Plan:

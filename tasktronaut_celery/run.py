@@ -76,13 +76,15 @@ class Run:
 
         Raises :class:`ProcessFailed` (naming the step and its error),
         :class:`ProcessCancelled`, or ``TimeoutError`` after ``timeout`` seconds.
+        It returns or raises only once the run has settled: the hooks its end
+        calls for (``on_completed``, ``on_failed``, ``on_cancelled``) have fired.
         Polls the result backend, starting fast and slowing to ``interval``.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.005
         while True:
             record = self.record
-            if record.state.finished:
+            if record.state.finished and record.settled_at is not None:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"run {self.id} still {record.state.value} after {timeout} s")

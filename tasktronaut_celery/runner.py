@@ -1,12 +1,15 @@
 """What the worker does with each Tasktronaut message.
 
-``start`` turns a stored plan into canvas and sends it; ``step`` runs one step
-through the core runtime, records it and decides what follows (continue,
-retry, fail the run, cancel it); ``join`` marks the end of a concurrent section
-or of a process; ``cancel`` fires ``on_cancelled`` after a client cancelled.
+``start`` fires the process's ``on_started`` and sends the run's canvas;
+``step`` runs one step through the core runtime, records it and settles what
+follows (continue, retry, fail the run, cancel it); ``begin`` and ``join``
+mark where a sub-process starts and where a concurrent section or a process
+ends; ``cancel`` fires ``on_cancelled`` after a client cancelled.
 
-Before a step starts, the run's state is read: once a run has failed or been
-cancelled, every step still queued is skipped, which also stops its chain.
+Before anything runs, the run's state is read: once a run has failed or been
+cancelled, every message still queued is skipped, which also stops its chain.
+Each hook is claimed in the run store before it is called, so it fires once
+per process per run however many workers race for it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from celery.exceptions import Ignore, Reject
 from celery.utils.time import get_exponential_backoff_interval
 
 from tasktronaut.definition import ProcessDefinition
-from tasktronaut.errors import UnknownDefinitionError
 from tasktronaut.registry import resolve_definition
 from tasktronaut.runtime import Hook, Outcome, StepCall, call_hook, run_step
 
@@ -61,9 +63,10 @@ def retry_delay(options: dict[str, Any], retries: int) -> float:
 class Runner:
     """Runs the messages of every run on one app; plans are cached per worker process."""
 
-    def __init__(self, app: Celery, store: RunStore) -> None:
+    def __init__(self, app: Celery, store: RunStore, control_queue: str | None = None) -> None:
         self._app = app
         self._store = store
+        self._control_queue = control_queue
         self._plans: OrderedDict[str, Plan] = OrderedDict()
 
     def plan(self, run_id: str) -> Plan:
@@ -83,12 +86,35 @@ class Runner:
         return plan
 
     def start(self, run_id: str) -> None:
-        """Send the run's canvas, unless the run has already ended."""
+        """Fire the process's ``on_started``, then send the run's canvas."""
         plan = self.plan(run_id)
-        record = self._store.record(run_id)
-        if record is None or record.state.finished:
-            return
-        to_signature(self._app, plan, plan.flow).apply_async()
+        self._skip_if_finished(run_id, "start")
+        self._store.mark_running(run_id)
+        self._settle_control(plan, run_id, "", lambda: self._start_processes(plan, run_id, ""))
+        to_signature(self._app, plan, plan.flow, self._control_queue).apply_async()
+
+    def begin(self, run_id: str, path: str) -> None:
+        """Fire ``on_started`` of the sub-process at ``path`` before its steps start."""
+        plan = self.plan(run_id)
+        if not isinstance(path, str) or not path or path not in plan.processes:
+            self._reject(f"run {run_id}: {path!r} is not a sub-process of this run")
+        self._skip_if_finished(run_id, f"begin {path}")
+        self._settle_control(plan, run_id, path, lambda: self._start_processes(plan, run_id, path))
+
+    def join(self, run_id: str, path: str) -> None:
+        """Record that the block or process at ``path`` has finished."""
+        plan = self.plan(run_id)
+        completes = plan.joins.get(path) if isinstance(path, str) else None
+        if completes is None:
+            self._reject(f"run {run_id}: {path!r} is not a join of this run")
+        self._skip_if_finished(run_id, f"join {path or 'root'}")
+
+        def finish_processes() -> None:
+            if path in plan.processes:  # an empty process starts at its join
+                self._start_processes(plan, run_id, path)
+            self._complete(plan, run_id, completes)
+
+        self._settle_control(plan, run_id, path, finish_processes)
 
     def step(self, task: Task, run_id: str, path: str) -> None:
         """Run one attempt of the step at ``path`` and settle what follows."""
@@ -96,8 +122,7 @@ class Runner:
         step = plan.steps.get(path) if isinstance(path, str) else None
         if step is None:
             self._reject(f"run {run_id}: {path!r} is not a step of this run")
-        if self._skip_if_finished(run_id, path):
-            return
+        self._skip_if_finished(run_id, f"step {path}")
         previous = self._store.step(run_id, path)
         if previous is not None and previous.state is StepState.SUCCESS:
             logger.info("run %s: step %s already succeeded; not running it again", run_id, path)
@@ -109,64 +134,41 @@ class Runner:
         try:
             definition = self._definition(plan, step.process)
             self._start_processes(plan, run_id, path)
-            result = run_step(
-                StepCall(
-                    process_id=run_id,
-                    definition=definition,
-                    method=step.method,
-                    path=path,
-                    description=step.description,
-                    arguments=step.arguments,
-                    attempt=attempt,
-                )
+            call = StepCall(
+                process_id=run_id,
+                definition=definition,
+                method=step.method,
+                path=path,
+                description=step.description,
+                arguments=step.arguments,
+                attempt=attempt,
             )
-        except Exception as setup_error:  # an unknown definition, or a hook that raised
+            result = run_step(call)
+        except Exception as setup_error:  # an unknown definition, or on_started raised
             self._fail_step(plan, run_id, step, record, setup_error)
         if result.outcome is Outcome.SUCCEEDED:
-            self._store.put_step(
-                run_id, path, record.moved_to(StepState.SUCCESS, finished_at=now())
+            finished = record.moved_to(StepState.SUCCESS, finished_at=now())
+            self._store.put_step(run_id, path, finished)
+            self._settle_control(
+                plan, run_id, path, lambda: self._complete(plan, run_id, step.completes)
             )
-            self._complete(plan, run_id, step.completes)
             return
         error = result.error
         assert error is not None
         if result.outcome is Outcome.CANCELLED:
-            self._store.put_step(
-                run_id,
-                path,
-                record.moved_to(
-                    StepState.CANCELLED, finished_at=now(), error=describe_error(error)
-                ),
+            cancelled = record.moved_to(
+                StepState.CANCELLED, finished_at=now(), error=describe_error(error)
             )
+            self._store.put_step(run_id, path, cancelled)
             self.cancel(run_id, reason=describe_error(error), step=path)
             raise Ignore()
         max_retries = step.options.get("max_retries", 0)
         if result.outcome is Outcome.RETRYABLE and task.request.retries < max_retries:
-            self._store.put_step(
-                run_id, path, record.moved_to(StepState.RETRY, error=describe_error(error))
-            )
+            retrying = record.moved_to(StepState.RETRY, error=describe_error(error))
+            self._store.put_step(run_id, path, retrying)
             countdown = retry_delay(dict(step.options), task.request.retries)
             raise task.retry(exc=error, countdown=countdown, max_retries=max_retries)
         self._fail_step(plan, run_id, step, record, error)
-
-    def join(self, run_id: str, path: str) -> None:
-        """Record that the block or process at ``path`` has finished."""
-        plan = self.plan(run_id)
-        completes = plan.joins.get(path) if isinstance(path, str) else None
-        if completes is None:
-            self._reject(f"run {run_id}: {path!r} is not a join of this run")
-        if self._skip_if_finished(run_id, None):
-            return
-        try:
-            if path in plan.processes:  # an empty process starts at its join
-                self._start_processes(plan, run_id, path + ".0" if path else "0")
-            self._complete(plan, run_id, completes)
-        except Exception as error:
-            if self._store.finish(
-                run_id, RunState.FAILURE, step=path, error=describe_error(error)
-            ):
-                logger.exception("run %s failed at join %s", run_id, path)
-            raise
 
     def cancel(self, run_id: str, reason: str, step: str | None = None) -> bool:
         """End the run as CANCELLED and fire ``on_cancelled``; ``False`` if it had ended."""
@@ -176,63 +178,82 @@ class Runner:
         return True
 
     def fire_cancelled(self, run_id: str) -> None:
-        """Fire ``on_cancelled`` once for the root and each started, unfinished sub-process."""
-        plan = self.plan(run_id)
-        claims = self._store.claimed(run_id)
-        started = {m.partition(":")[2] for m in claims if m.startswith("started:")}
-        completed = {m.partition(":")[2] for m in claims if m.startswith("completed:")}
-        under_way = (started - completed) | {""}
-        for path in sorted(under_way, key=lambda p: (-p.count("."), -len(p), p)):
-            self._fire_once(plan, run_id, "on_cancelled", path, run_id)
+        """Fire ``on_cancelled`` once for the root and each started, unfinished sub-process.
 
-    def _skip_if_finished(self, run_id: str, path: str | None) -> bool:
+        The run is settled afterwards, even if a hook raised (hooks' errors are logged).
+        """
+        try:
+            plan = self.plan(run_id)
+            claims = self._store.claimed(run_id)
+            started = {m.partition(":")[2] for m in claims if m.startswith("started:")}
+            completed = {m.partition(":")[2] for m in claims if m.startswith("completed:")}
+            under_way = (started - completed) | {""}
+            for path in sorted(under_way, key=lambda p: (-p.count("."), -len(p), p)):
+                self._fire_once(plan, run_id, "on_cancelled", path, run_id)
+        finally:
+            self._store.settle(run_id)
+
+    def _skip_if_finished(self, run_id: str, what: str) -> None:
         record = self._store.record(run_id)
         if record is not None and not record.state.finished:
-            return False
+            return
         state = record.state.value if record else "gone"
-        logger.info("run %s is %s; skipping %s", run_id, state, f"step {path}" if path else "join")
-        if path is not None and self._store.step(run_id, path) is None:
-            self._store.put_step(run_id, path, StepRecord(StepState.SKIPPED))
+        logger.info("run %s is %s; skipping %s", run_id, state, what)
         raise Ignore()
 
     def _definition(self, plan: Plan, process: str) -> type[ProcessDefinition]:
         return resolve_definition(plan.processes[process].definition)
 
     def _start_processes(self, plan: Plan, run_id: str, path: str) -> None:
-        for process in reversed(plan.ancestors(path)):
+        for process in reversed(plan.lineage(path)):
             self._fire_once(plan, run_id, "on_started", process, run_id)
 
     def _complete(self, plan: Plan, run_id: str, completes: tuple[str, ...]) -> None:
         for process in completes:
             self._fire_once(plan, run_id, "on_completed", process, run_id)
             if process == "":
-                self._store.finish(run_id, RunState.SUCCESS)
+                self._store.finish(run_id, RunState.SUCCESS, settled=True)
 
     def _fire_once(self, plan: Plan, run_id: str, hook: Hook, process: str, *args: Any) -> None:
         marker = f"{hook.removeprefix('on_')}:{process}"
         if self._store.claim(run_id, marker):
             call_hook(self._definition(plan, process), hook, *args)
 
+    def _settle_control(self, plan: Plan, run_id: str, path: str, work: Any) -> None:
+        """Run a control task's ``work``; if a hook in it raises, the run fails there."""
+        try:
+            work()
+        except Exception as error:
+            self._fail_run(plan, run_id, path, hook_name(error), error)
+            raise
+
     def _fail_step(
-        self, plan: Plan, run_id: str, step: PlannedStep, record: StepRecord, error: BaseException
+        self, plan: Plan, run_id: str, step: PlannedStep, record: StepRecord, error: Exception
     ) -> NoReturn:
-        description = describe_error(error)
-        self._store.put_step(
-            run_id,
-            step.path,
-            record.moved_to(StepState.FAILURE, finished_at=now(), error=description),
-        )
-        if self._store.finish(run_id, RunState.FAILURE, step=step.path, error=description):
-            exception = error if isinstance(error, Exception) else RuntimeError(description)
-            for process in plan.ancestors(step.path):
-                try:
-                    self._fire_once(
-                        plan, run_id, "on_failed", process, run_id, step.method, exception
-                    )
-                except UnknownDefinitionError:
-                    logger.error("run %s: cannot call on_failed of %s", run_id, process)
+        failed = record.moved_to(StepState.FAILURE, finished_at=now(), error=describe_error(error))
+        self._store.put_step(run_id, step.path, failed)
+        self._fail_run(plan, run_id, step.path, step.method, error)
         raise error
+
+    def _fail_run(self, plan: Plan, run_id: str, path: str, step: str, error: Exception) -> None:
+        """End the run as FAILURE at ``path`` and fire ``on_failed`` of each process there."""
+        description = describe_error(error)
+        if not self._store.finish(run_id, RunState.FAILURE, step=path, error=description):
+            return
+        try:
+            for process in plan.lineage(path):
+                try:
+                    self._fire_once(plan, run_id, "on_failed", process, run_id, step, error)
+                except Exception:
+                    logger.exception("run %s: on_failed of %s not called", run_id, process)
+        finally:
+            self._store.settle(run_id)
 
     def _reject(self, reason: str) -> NoReturn:
         logger.error("tasktronaut: rejected message: %s", reason)
         raise Reject(reason, requeue=False)
+
+
+def hook_name(error: Exception) -> str:
+    """What ``on_failed`` is told failed when a hook, not a step, raised."""
+    return f"<hook: {type(error).__name__}>"

@@ -48,13 +48,18 @@ class StepState(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
-    """A run's state; ``step`` and ``error`` say why it failed or was cancelled."""
+    """A run's state; ``step`` and ``error`` say why it failed or was cancelled.
+
+    A run is *settled* once it has finished and the hooks its end calls for
+    (``on_failed``, ``on_cancelled``) have fired.
+    """
 
     state: RunState
     created_at: float
     finished_at: float | None = None
     step: str | None = None
     error: str | None = None
+    settled_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON-ready data."""
@@ -115,9 +120,21 @@ class RunStore(ABC):
 
     @abstractmethod
     def finish(
-        self, run_id: str, state: RunState, step: str | None = None, error: str | None = None
+        self,
+        run_id: str,
+        state: RunState,
+        step: str | None = None,
+        error: str | None = None,
+        settled: bool = False,
     ) -> bool:
-        """End the run in ``state`` unless it has ended already; ``True`` if this call ended it."""
+        """End the run in ``state`` unless it has ended already; ``True`` if this call ended it.
+
+        ``settled`` says that nothing remains to be done for the run's end.
+        """
+
+    @abstractmethod
+    def settle(self, run_id: str) -> None:
+        """Record that the hooks of the run's end have fired."""
 
     @abstractmethod
     def claim(self, run_id: str, marker: str) -> bool:

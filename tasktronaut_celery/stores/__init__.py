@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 _REDIS_SCHEMES = {"redis", "rediss", "redis+socket", "sentinel", "sentinels"}
 _MEMORY_SCHEMES = {"cache+memory"}
+_DJANGO_SCHEME = "django-db"
+DJANGO_APP = "tasktronaut_celery.contrib.django"
 _REFUSED = {
     "": "no result backend is configured",
     "disabled": "the result backend is disabled",
@@ -32,14 +34,17 @@ def backend_scheme(app: Celery) -> str:
 def check_app(app: Celery) -> None:
     """Refuse an app whose result backend cannot hold run state, saying what to configure."""
     scheme = backend_scheme(app)
-    if scheme in _REDIS_SCHEMES or scheme in _MEMORY_SCHEMES:
+    if scheme in _REDIS_SCHEMES or scheme in _MEMORY_SCHEMES or scheme == _DJANGO_SCHEME:
+        return
+    if scheme.startswith("db+"):
         return
     reason = _REFUSED.get(scheme, f"the {scheme!r} result backend is not supported yet")
     raise UnsupportedAppError(
         f"Celery app {app.main!r}: {reason}. Tasktronaut keeps run state and chord joins in "
         "the result backend, so every worker and client must reach the same one: set "
-        "result_backend to a Redis URL (e.g. 'redis://localhost:6379/0'), or "
-        "'cache+memory://' for a single-process embedded app."
+        "result_backend to a Redis URL (e.g. 'redis://localhost:6379/0'), a database "
+        "('db+postgresql://...', needs SQLAlchemy), 'django-db' (django-celery-results), "
+        "or 'cache+memory://' for a single-process embedded app."
     )
 
 
@@ -53,6 +58,26 @@ def store_for(app: Celery) -> RunStore:
         from .memory import MemoryRunStore
 
         return MemoryRunStore()
+    if scheme.startswith("db+"):
+        from .sql import SqlRunStore
+
+        return SqlRunStore(app.backend.url, app.backend.engine_options)
+    if scheme == _DJANGO_SCHEME:
+        return _django_store(app)
     from .redis import RedisRunStore
 
     return RedisRunStore(app.backend.client, ttl=ttl or None)
+
+
+def _django_store(app: Celery) -> RunStore:
+    from django.apps import apps
+
+    if not apps.is_installed(DJANGO_APP):
+        raise UnsupportedAppError(
+            f"Celery app {app.main!r} keeps results in the Django database (django-db): add "
+            f"{DJANGO_APP!r} to INSTALLED_APPS and run 'manage.py migrate' so that "
+            "Tasktronaut can keep its runs there too."
+        )
+    from ..contrib.django.store import DjangoRunStore
+
+    return DjangoRunStore()

@@ -58,16 +58,34 @@ class MemoryRunStore(RunStore):
 
     @override
     def finish(
-        self, run_id: str, state: RunState, step: str | None = None, error: str | None = None
+        self,
+        run_id: str,
+        state: RunState,
+        step: str | None = None,
+        error: str | None = None,
+        settled: bool = False,
     ) -> bool:
         with self._lock:
             run = self._runs.get(run_id)
             if run is None or run.record.state.finished:
                 return False
+            finished_at = now()
             run.record = replace(
-                run.record, state=state, finished_at=now(), step=step, error=error
+                run.record,
+                state=state,
+                finished_at=finished_at,
+                step=step,
+                error=error,
+                settled_at=finished_at if settled else None,
             )
             return True
+
+    @override
+    def settle(self, run_id: str) -> None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is not None:
+                run.record = replace(run.record, settled_at=now())
 
     @override
     def claim(self, run_id: str, marker: str) -> bool:

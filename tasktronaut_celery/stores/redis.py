@@ -1,10 +1,11 @@
 """Runs kept in the Redis result backend, next to Celery's own results.
 
-Per run: ``tasktronaut:<id>:run`` (hash: state, times, failing step, error),
+Per run: ``tasktronaut:{<id>}:run`` (hash: state, times, failing step, error),
 ``:plan`` (hash: content type, encoding, body), ``:claims`` (hash of hook
-markers) and ``:steps`` (hash: path -> JSON record). Every key expires with
-the app's ``result_expires``. State changes that must happen once are Lua
-scripts, so they are atomic across workers.
+markers) and ``:steps`` (hash: path -> JSON record). The braces keep a run's
+keys in one Redis Cluster slot. Every key expires ``result_expires`` after the
+run's last write, so a long run keeps its plan. Changes are Lua scripts: atomic
+across workers, and no-ops on a run that does not exist (or has expired).
 """
 
 from __future__ import annotations
@@ -42,8 +43,25 @@ if (not state) or state == 'SUCCESS' or state == 'FAILURE' or state == 'CANCELLE
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished_at', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'step', string.sub(ARGV[3], 2)) end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[4]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error', string.sub(ARGV[4], 2)) end
+if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'settled_at', ARGV[2]) end
 return 1
+"""
+
+# KEYS: run, target hash, then every other key of the run (to refresh their expiry).
+_HSET_IF_RUN = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local written
+if ARGV[1] == 'once' then
+    written = redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3])
+else
+    redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+    written = 1
+end
+if tonumber(ARGV[4]) > 0 then
+    for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[4]) end
+end
+return written
 """
 
 
@@ -57,9 +75,18 @@ class RedisRunStore(RunStore):
         self._create = client.register_script(_CREATE)
         self._mark_running = client.register_script(_MARK_RUNNING)
         self._finish = client.register_script(_FINISH)
+        self._hset_if_run = client.register_script(_HSET_IF_RUN)
 
     def _key(self, run_id: str, part: str) -> str:
-        return f"{self._prefix}:{run_id}:{part}"
+        return f"{self._prefix}:{{{run_id}}}:{part}"
+
+    def _write(self, run_id: str, part: str, field: str, value: str, once: bool) -> bool:
+        keys = [self._key(run_id, "run"), self._key(run_id, part)]
+        keys += [
+            self._key(run_id, other) for other in ("plan", "claims", "steps") if other != part
+        ]
+        args = ["once" if once else "always", field, value, self._ttl]
+        return bool(self._hset_if_run(keys=keys, args=args))
 
     @override
     def create(self, run_id: str, plan: EncodedPlan) -> bool:
@@ -89,12 +116,14 @@ class RedisRunStore(RunStore):
         if not stored:
             return None
         finished_at = stored.get("finished_at")
+        settled_at = stored.get("settled_at")
         return RunRecord(
             state=RunState(stored["state"]),
             created_at=float(stored["created_at"]),
             finished_at=float(finished_at) if finished_at else None,
             step=stored.get("step"),
             error=stored.get("error"),
+            settled_at=float(settled_at) if settled_at else None,
         )
 
     @override
@@ -103,21 +132,30 @@ class RedisRunStore(RunStore):
 
     @override
     def finish(
-        self, run_id: str, state: RunState, step: str | None = None, error: str | None = None
+        self,
+        run_id: str,
+        state: RunState,
+        step: str | None = None,
+        error: str | None = None,
+        settled: bool = False,
     ) -> bool:
-        # The step is sent with a leading "=" so that the root's empty path is not "no step".
-        args = [state.value, repr(now()), "" if step is None else f"={step}", error or ""]
+        # Values are sent with a leading "=" so that an empty one is not "none".
+        args = [
+            state.value,
+            repr(now()),
+            "" if step is None else f"={step}",
+            "" if error is None else f"={error}",
+            "1" if settled else "0",
+        ]
         return bool(self._finish(keys=[self._key(run_id, "run")], args=args))
 
     @override
+    def settle(self, run_id: str) -> None:
+        self._write(run_id, "run", "settled_at", repr(now()), once=False)
+
+    @override
     def claim(self, run_id: str, marker: str) -> bool:
-        key = self._key(run_id, "claims")
-        with self._client.pipeline() as pipe:
-            pipe.hsetnx(key, marker, 1)
-            if self._ttl:
-                pipe.expire(key, self._ttl)
-            won, *_ = pipe.execute()
-        return bool(won)
+        return self._write(run_id, "claims", marker, "1", once=True)
 
     @override
     def claimed(self, run_id: str) -> set[str]:
@@ -125,12 +163,7 @@ class RedisRunStore(RunStore):
 
     @override
     def put_step(self, run_id: str, path: str, record: StepRecord) -> None:
-        key = self._key(run_id, "steps")
-        with self._client.pipeline() as pipe:
-            pipe.hset(key, path, json.dumps(record.to_json()))
-            if self._ttl:
-                pipe.expire(key, self._ttl)
-            pipe.execute()
+        self._write(run_id, "steps", path, json.dumps(record.to_json()), once=False)
 
     @override
     def step(self, run_id: str, path: str) -> StepRecord | None:

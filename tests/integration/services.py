@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 REDIS_URL = os.environ.get("TASKTRONAUT_REDIS_URL", "redis://127.0.0.1:6379")
 AMQP_URL = os.environ.get("TASKTRONAUT_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
+
 BROKER_DB = 10
 RESULT_DB = 11
 EVENTS_DB = 12
@@ -30,7 +31,7 @@ EVENTS = redis_db(EVENTS_DB)
 def answers(url: str, timeout: float = 1.0) -> bool:
     """Whether something accepts TCP connections at the host and port of ``url``."""
     parsed = urlparse(url)
-    default_port = 5672 if parsed.scheme.startswith("amqp") else 6379
+    default_port = {"amqp": 5672, "postgresql": 5432}.get(parsed.scheme.split("+")[0], 6379)
     try:
         with socket.create_connection((parsed.hostname, parsed.port or default_port), timeout):
             return True

@@ -137,15 +137,15 @@ def test_flower_and_logs_see_steps_under_their_own_names(
 
     def listen() -> None:
         with app.connection() as connection:
-            receiver = app.events.Receiver(connection, handlers={"task-received": on_received})
+            handlers = {"task-received": on_received, "*": lambda event: ready.set()}
+            receiver = app.events.Receiver(connection, handlers=handlers)
             receivers.append(receiver)
-            ready.set()
             receiver.capture(limit=None, timeout=None, wakeup=True)
 
     listener = threading.Thread(target=listen, daemon=True)
 
     listener.start()
-    assert ready.wait(10)
+    assert ready.wait(30), "no event (not even a worker heartbeat) reached the receiver"
     process.enqueue(client).wait(timeout=60)
     assert finished.wait(30), f"received {[e['name'] for e in received]}"
     receivers[0].should_stop = True

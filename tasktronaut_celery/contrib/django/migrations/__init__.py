@@ -1,0 +1,1 @@
+"""Migrations of the Tasktronaut Django app."""

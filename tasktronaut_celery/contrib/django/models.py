@@ -1,0 +1,45 @@
+"""Tables for runs, hook claims and step records."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class RunRow(models.Model):
+    """One run: its state and its stored plan."""
+
+    run_id = models.CharField(max_length=200, primary_key=True)
+    state = models.CharField(max_length=16)
+    created_at = models.FloatField()
+    finished_at = models.FloatField(null=True)
+    step = models.CharField(max_length=1000, null=True)
+    error = models.TextField(null=True)
+    settled_at = models.FloatField(null=True)
+    plan_type = models.CharField(max_length=100)
+    plan_encoding = models.CharField(max_length=50)
+    plan_body = models.BinaryField()
+
+
+class ClaimRow(models.Model):
+    """A hook marker claimed once per run."""
+
+    run_id = models.CharField(max_length=200)
+    marker = models.CharField(max_length=1000)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run_id", "marker"], name="tasktronaut_claim_once")
+        ]
+
+
+class StepRow(models.Model):
+    """The record of one step of a run, as JSON."""
+
+    run_id = models.CharField(max_length=200)
+    path = models.CharField(max_length=1000)
+    record = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run_id", "path"], name="tasktronaut_step_once")
+        ]

@@ -1,0 +1,121 @@
+"""Runs kept in the Django database through the ORM (result backend ``django-db``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from typing_extensions import override
+
+from ...plan import EncodedPlan
+from ...store import RunRecord, RunState, RunStore, StepRecord, now
+from .models import ClaimRow, RunRow, StepRow
+
+_UNFINISHED = (RunState.PENDING.value, RunState.RUNNING.value)
+
+
+class DjangoRunStore(RunStore):
+    """A store on Django models; once-only changes rely on unique constraints."""
+
+    @override
+    def create(self, run_id: str, plan: EncodedPlan) -> bool:
+        return _insert(
+            RunRow,
+            run_id=run_id,
+            state=RunState.PENDING.value,
+            created_at=now(),
+            plan_type=plan.content_type,
+            plan_encoding=plan.content_encoding,
+            plan_body=plan.body,
+        )
+
+    @override
+    def delete(self, run_id: str) -> None:
+        with transaction.atomic():
+            for model in (RunRow, ClaimRow, StepRow):
+                model.objects.filter(run_id=run_id).delete()
+
+    @override
+    def plan(self, run_id: str) -> EncodedPlan | None:
+        row = RunRow.objects.filter(run_id=run_id).first()
+        return EncodedPlan(row.plan_type, row.plan_encoding, bytes(row.plan_body)) if row else None
+
+    @override
+    def record(self, run_id: str) -> RunRecord | None:
+        row = RunRow.objects.filter(run_id=run_id).defer("plan_body").first()
+        if row is None:
+            return None
+        return RunRecord(
+            RunState(row.state),
+            row.created_at,
+            row.finished_at,
+            row.step,
+            row.error,
+            row.settled_at,
+        )
+
+    @override
+    def mark_running(self, run_id: str) -> None:
+        RunRow.objects.filter(run_id=run_id, state=RunState.PENDING.value).update(
+            state=RunState.RUNNING.value
+        )
+
+    @override
+    def finish(
+        self,
+        run_id: str,
+        state: RunState,
+        step: str | None = None,
+        error: str | None = None,
+        settled: bool = False,
+    ) -> bool:
+        finished_at = now()
+        values = {"state": state.value, "finished_at": finished_at, "step": step, "error": error}
+        if settled:
+            values["settled_at"] = finished_at
+        changed = RunRow.objects.filter(run_id=run_id, state__in=_UNFINISHED).update(**values)
+        return bool(changed == 1)
+
+    @override
+    def settle(self, run_id: str) -> None:
+        RunRow.objects.filter(run_id=run_id).update(settled_at=now())
+
+    @override
+    def claim(self, run_id: str, marker: str) -> bool:
+        return _insert(ClaimRow, run_id=run_id, marker=marker)
+
+    @override
+    def claimed(self, run_id: str) -> set[str]:
+        return set(ClaimRow.objects.filter(run_id=run_id).values_list("marker", flat=True))
+
+    @override
+    def put_step(self, run_id: str, path: str, record: StepRecord) -> None:
+        encoded = json.dumps(record.to_json())
+        for _ in range(2):  # update, else insert; a racing insert makes the update win
+            if StepRow.objects.filter(run_id=run_id, path=path).update(record=encoded):
+                return
+            if _insert(StepRow, run_id=run_id, path=path, record=encoded):
+                return
+
+    @override
+    def step(self, run_id: str, path: str) -> StepRecord | None:
+        row = StepRow.objects.filter(run_id=run_id, path=path).first()
+        return StepRecord.from_json(json.loads(row.record)) if row else None
+
+    @override
+    def steps(self, run_id: str) -> dict[str, StepRecord]:
+        rows = StepRow.objects.filter(run_id=run_id).values_list("path", "record")
+        return {path: StepRecord.from_json(json.loads(raw)) for path, raw in rows}
+
+
+def _insert(model: Any, **fields: Any) -> bool:
+    """Insert a row; ``False`` if its key exists, or if it belongs to no stored run."""
+    if model is not RunRow and not RunRow.objects.filter(run_id=fields["run_id"]).exists():
+        return False
+    try:
+        with transaction.atomic():
+            model.objects.create(**fields)
+    except IntegrityError:
+        return False
+    return True

@@ -1,0 +1,197 @@
+"""Runs kept in the SQL database of Celery's ``db+...`` result backend (SQLAlchemy).
+
+Three tables beside Celery's own, created on first use as Celery creates its
+tables: ``tasktronaut_runs``, ``tasktronaut_claims`` and ``tasktronaut_steps``.
+Once-only changes are single statements the database makes atomic: an insert
+that hits the primary key, or an update guarded by the current state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from typing_extensions import override
+
+from ..plan import EncodedPlan
+from ..store import RunRecord, RunState, RunStore, StepRecord, now
+
+_UNFINISHED = (RunState.PENDING.value, RunState.RUNNING.value)
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "tasktronaut_runs",
+    metadata,
+    sa.Column("run_id", sa.String(200), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("step", sa.String(1000)),
+    sa.Column("error", sa.Text),
+    sa.Column("settled_at", sa.Float),
+    sa.Column("plan_type", sa.String(100), nullable=False),
+    sa.Column("plan_encoding", sa.String(50), nullable=False),
+    sa.Column("plan_body", sa.LargeBinary, nullable=False),
+)
+
+claims = sa.Table(
+    "tasktronaut_claims",
+    metadata,
+    sa.Column("run_id", sa.String(200), primary_key=True),
+    sa.Column("marker", sa.String(1000), primary_key=True),
+)
+
+steps = sa.Table(
+    "tasktronaut_steps",
+    metadata,
+    sa.Column("run_id", sa.String(200), primary_key=True),
+    sa.Column("path", sa.String(1000), primary_key=True),
+    sa.Column("record", sa.Text, nullable=False),
+)
+
+
+class SqlRunStore(RunStore):
+    """A store on a SQLAlchemy engine for the result backend's database."""
+
+    def __init__(self, url: str, engine_options: dict[str, Any] | None = None) -> None:
+        self._engine = sa.create_engine(url, **(engine_options or {}))
+        # A pooled connection must not cross a fork into a prefork worker child.
+        os.register_at_fork(after_in_child=lambda: self._engine.dispose(close=False))
+        metadata.create_all(self._engine, checkfirst=True)
+
+    @override
+    def create(self, run_id: str, plan: EncodedPlan) -> bool:
+        row = {
+            "run_id": run_id,
+            "state": RunState.PENDING.value,
+            "created_at": now(),
+            "plan_type": plan.content_type,
+            "plan_encoding": plan.content_encoding,
+            "plan_body": plan.body,
+        }
+        return self._insert(runs, row)
+
+    @override
+    def delete(self, run_id: str) -> None:
+        with self._engine.begin() as connection:
+            for table in (runs, claims, steps):
+                connection.execute(table.delete().where(table.c.run_id == run_id))
+
+    @override
+    def plan(self, run_id: str) -> EncodedPlan | None:
+        query = sa.select(runs.c.plan_type, runs.c.plan_encoding, runs.c.plan_body)
+        with self._engine.connect() as connection:
+            row = connection.execute(query.where(runs.c.run_id == run_id)).first()
+        return EncodedPlan(row[0], row[1], bytes(row[2])) if row else None
+
+    @override
+    def record(self, run_id: str) -> RunRecord | None:
+        query = sa.select(
+            runs.c.state,
+            runs.c.created_at,
+            runs.c.finished_at,
+            runs.c.step,
+            runs.c.error,
+            runs.c.settled_at,
+        )
+        with self._engine.connect() as connection:
+            row = connection.execute(query.where(runs.c.run_id == run_id)).first()
+        if row is None:
+            return None
+        return RunRecord(RunState(row[0]), *row[1:])
+
+    @override
+    def mark_running(self, run_id: str) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                runs.update()
+                .where(runs.c.run_id == run_id, runs.c.state == RunState.PENDING.value)
+                .values(state=RunState.RUNNING.value)
+            )
+
+    @override
+    def finish(
+        self,
+        run_id: str,
+        state: RunState,
+        step: str | None = None,
+        error: str | None = None,
+        settled: bool = False,
+    ) -> bool:
+        finished_at = now()
+        values = {"state": state.value, "finished_at": finished_at, "step": step, "error": error}
+        if settled:
+            values["settled_at"] = finished_at
+        with self._engine.begin() as connection:
+            result = connection.execute(
+                runs.update()
+                .where(runs.c.run_id == run_id, runs.c.state.in_(_UNFINISHED))
+                .values(**values)
+            )
+        return result.rowcount == 1
+
+    @override
+    def settle(self, run_id: str) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                runs.update().where(runs.c.run_id == run_id).values(settled_at=now())
+            )
+
+    @override
+    def claim(self, run_id: str, marker: str) -> bool:
+        return self._insert(claims, {"run_id": run_id, "marker": marker})
+
+    def _run_exists(self, run_id: str) -> bool:
+        with self._engine.connect() as connection:
+            query = sa.select(runs.c.run_id).where(runs.c.run_id == run_id)
+            return connection.execute(query).first() is not None
+
+    @override
+    def claimed(self, run_id: str) -> set[str]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(sa.select(claims.c.marker).where(claims.c.run_id == run_id))
+            return {row[0] for row in rows}
+
+    @override
+    def put_step(self, run_id: str, path: str, record: StepRecord) -> None:
+        encoded = json.dumps(record.to_json())
+        where = (steps.c.run_id == run_id, steps.c.path == path)
+        for _ in range(2):  # update, else insert; a racing insert makes the update win
+            with self._engine.begin() as connection:
+                if connection.execute(
+                    steps.update().where(*where).values(record=encoded)
+                ).rowcount:
+                    return
+            if self._insert(steps, {"run_id": run_id, "path": path, "record": encoded}):
+                return
+
+    @override
+    def step(self, run_id: str, path: str) -> StepRecord | None:
+        query = sa.select(steps.c.record).where(steps.c.run_id == run_id, steps.c.path == path)
+        with self._engine.connect() as connection:
+            row = connection.execute(query).first()
+        return StepRecord.from_json(json.loads(row[0])) if row else None
+
+    @override
+    def steps(self, run_id: str) -> dict[str, StepRecord]:
+        query = sa.select(steps.c.path, steps.c.record).where(steps.c.run_id == run_id)
+        with self._engine.connect() as connection:
+            return {
+                path: StepRecord.from_json(json.loads(raw))
+                for path, raw in connection.execute(query)
+            }
+
+    def _insert(self, table: sa.Table, row: dict[str, Any]) -> bool:
+        """Insert ``row``; ``False`` if its key exists, or if it belongs to no stored run."""
+        if table is not runs and not self._run_exists(row["run_id"]):
+            return False
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(table.insert().values(**row))
+        except IntegrityError:
+            return False
+        return True

@@ -1,0 +1,159 @@
+"""CeleryBackend accepts only apps whose result backend can hold runs, and registers its tasks."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+
+import pytest
+import redis
+from celery import Celery
+
+import tasktronaut_celery
+from tasktronaut import TasktronautError
+from tasktronaut_celery import CeleryBackend, UnsupportedAppError
+from tasktronaut_celery.stores.memory import MemoryRunStore
+from tasktronaut_celery.stores.redis import RedisRunStore
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+TASKS = {"tasktronaut.start", "tasktronaut.step", "tasktronaut.join", "tasktronaut.cancel"}
+
+
+@pytest.fixture
+def redis_db() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.mark.parametrize(
+    "result_backend",
+    [
+        None,
+        "disabled",
+        "rpc://",
+        "amqp://",
+        "mongodb://localhost",
+        "cache+memcached://127.0.0.1:11211/",
+    ],
+)
+def test_app_without_a_usable_result_backend_is_refused(result_backend: str | None) -> None:
+    """The error is an UnsupportedAppError telling the user to set result_backend to Redis."""
+    app = Celery("refused", broker="memory://", backend=result_backend)
+
+    with pytest.raises(UnsupportedAppError) as raised:
+        CeleryBackend(app)
+
+    message = str(raised.value)
+    assert isinstance(raised.value, ValueError)
+    assert isinstance(raised.value, TasktronautError)
+    assert "result_backend" in message
+    assert "redis://" in message
+    assert "'refused'" in message
+
+
+def test_result_backend_set_in_configuration_is_checked() -> None:
+    """A backend configured through app.conf is refused just like one passed to Celery()."""
+    app = Celery("configured", broker="memory://")
+    app.conf.result_backend = "rpc://"
+
+    with pytest.raises(UnsupportedAppError, match="rpc://"):
+        CeleryBackend(app)
+
+
+def test_refused_app_gets_no_tasks() -> None:
+    """Nothing is registered on an app that is refused."""
+    app = Celery("refused", broker="memory://", backend="rpc://")
+
+    with pytest.raises(UnsupportedAppError):
+        CeleryBackend(app)
+
+    assert TASKS.isdisjoint(app.tasks)
+
+
+def test_redis_result_backend_is_accepted(redis_db: redis.Redis) -> None:
+    """An app with a Redis result backend gets a store kept in that Redis database."""
+    app = Celery("t", broker="memory://", backend=REDIS_URL)
+    app.conf.result_expires = 60
+
+    backend = CeleryBackend(app)
+
+    assert isinstance(backend.store, RedisRunStore)
+    assert backend.store.record("missing") is None
+    assert redis_db.dbsize() == 0
+
+
+def test_memory_result_backend_is_accepted() -> None:
+    """An app with the cache+memory:// result backend gets the in-process store."""
+    app = Celery("t", broker="memory://", backend="cache+memory://")
+
+    backend = CeleryBackend(app)
+
+    assert isinstance(backend.store, MemoryRunStore)
+    assert backend.store is backend.store
+    assert repr(backend) == "<CeleryBackend app='t'>"
+
+
+def test_tasks_are_registered_on_the_app() -> None:
+    """Creating the backend registers the start, step, join and cancel tasks on its app."""
+    app = Celery("t", broker="memory://", backend="cache+memory://")
+
+    CeleryBackend(app)
+
+    assert set(app.tasks) >= TASKS
+    for name in TASKS:
+        registered = app.tasks[name]
+        assert registered.name == name
+        assert registered.acks_late is True
+        assert registered.reject_on_worker_lost is True
+        assert registered.ignore_result is True
+
+
+def test_tasks_are_not_shared_with_other_apps() -> None:
+    """A Celery app created after the backend does not get the Tasktronaut tasks."""
+    app = Celery("first", broker="memory://", backend="cache+memory://")
+    CeleryBackend(app)
+    assert set(app.tasks) >= TASKS
+
+    other = Celery("second", broker="memory://", backend="cache+memory://")
+
+    assert TASKS.isdisjoint(other.tasks)
+
+
+def test_two_apps_get_their_own_tasks() -> None:
+    """Each app with a backend has its own task objects, bound to that app."""
+    first = Celery("first", broker="memory://", backend="cache+memory://")
+    second = Celery("second", broker="memory://", backend="cache+memory://")
+    CeleryBackend(first)
+    CeleryBackend(second)
+
+    for name in TASKS:
+        assert first.tasks[name] is not second.tasks[name]
+        assert first.tasks[name].app is first
+        assert second.tasks[name].app is second
+
+
+def test_all_is_sorted_without_duplicates() -> None:
+    """``tasktronaut_celery.__all__`` is sorted and names each member once."""
+    names = tasktronaut_celery.__all__
+
+    assert names == sorted(names)
+    assert len(set(names)) == len(names)
+
+
+def test_all_matches_the_public_names() -> None:
+    """Every public non-module attribute is in ``__all__`` and every name there exists."""
+    public = {
+        name
+        for name, value in vars(tasktronaut_celery).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+
+    assert public == set(tasktronaut_celery.__all__)
+    namespace: dict[str, object] = {}
+    exec(f"from tasktronaut_celery import {', '.join(tasktronaut_celery.__all__)}", namespace)
+    assert all(
+        namespace[name] is getattr(tasktronaut_celery, name) for name in tasktronaut_celery.__all__
+    )

@@ -1,0 +1,435 @@
+"""The run store contract, held by the in-memory store and the Redis store alike."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from tasktronaut_celery.plan import EncodedPlan
+from tasktronaut_celery.store import RunRecord, RunState, RunStore, StepRecord, StepState
+from tasktronaut_celery.stores.memory import MemoryRunStore
+from tasktronaut_celery.stores.redis import RedisRunStore
+from tests.databases import configure_django, postgres_url
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+TTL = 60
+PLAN = EncodedPlan("application/json", "utf-8", b'{"version": 1}')
+RUN = "run-1"
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(params=["memory", "redis", "sqlalchemy", "django"])
+def store(request: pytest.FixtureRequest) -> Iterator[RunStore]:
+    """Each kind of store, empty; the database ones on the test PostgreSQL."""
+    if request.param == "memory":
+        yield MemoryRunStore()
+    elif request.param == "redis":
+        yield RedisRunStore(request.getfixturevalue("redis_client"), ttl=TTL)
+    elif request.param == "sqlalchemy":
+        import sqlalchemy
+
+        from tasktronaut_celery.stores import sql
+
+        store = sql.SqlRunStore(postgres_url())
+        engine = sqlalchemy.create_engine(postgres_url())
+        with engine.begin() as connection:
+            for table in (sql.runs, sql.claims, sql.steps):
+                connection.execute(table.delete())
+        yield store
+        engine.dispose()
+    else:
+        configure_django()
+        from tasktronaut_celery.contrib.django import models
+        from tasktronaut_celery.contrib.django.store import DjangoRunStore
+
+        for model in (models.RunRow, models.ClaimRow, models.StepRow):
+            model.objects.all().delete()
+        yield DjangoRunStore()
+
+
+def test_create_succeeds_once_per_run_id(store: RunStore) -> None:
+    """The first create of a run id returns True, every later one False."""
+    assert store.create(RUN, PLAN) is True
+    assert store.create(RUN, PLAN) is False
+    assert store.create("run-2", PLAN) is True
+
+
+def test_second_create_leaves_the_first_plan_untouched(store: RunStore) -> None:
+    """A refused create does not overwrite the stored plan or record."""
+    store.create(RUN, PLAN)
+    store.mark_running(RUN)
+
+    store.create(RUN, EncodedPlan("application/x-python-serialize", "binary", b"other"))
+
+    assert store.plan(RUN) == PLAN
+    record = store.record(RUN)
+    assert record is not None
+    assert record.state is RunState.RUNNING
+
+
+def test_plan_is_returned_as_stored(store: RunStore) -> None:
+    """plan() gives back the content type, encoding and bytes that create stored."""
+    binary = EncodedPlan("application/x-python-serialize", "binary", bytes(range(256)))
+    store.create(RUN, PLAN)
+    store.create("run-2", binary)
+
+    assert store.plan(RUN) == PLAN
+    assert store.plan("run-2") == binary
+
+
+def test_unknown_run_has_no_plan_record_claims_or_steps(store: RunStore) -> None:
+    """A run id never created reads as absent everywhere."""
+    assert store.plan("missing") is None
+    assert store.record("missing") is None
+    assert store.claimed("missing") == set()
+    assert store.step("missing", "0") is None
+    assert store.steps("missing") == {}
+
+
+def test_new_run_is_pending_with_its_creation_time(store: RunStore) -> None:
+    """A created run is PENDING, created now, not finished, with no failing step or error."""
+    before = time.time()
+    store.create(RUN, PLAN)
+    after = time.time()
+
+    record = store.record(RUN)
+
+    assert record is not None
+    assert record.state is RunState.PENDING
+    assert before <= record.created_at <= after
+    assert record.finished_at is None
+    assert record.step is None
+    assert record.error is None
+
+
+def test_mark_running_moves_pending_to_running(store: RunStore) -> None:
+    """mark_running turns a PENDING run RUNNING and keeps its creation time."""
+    store.create(RUN, PLAN)
+    created = store.record(RUN)
+
+    store.mark_running(RUN)
+    store.mark_running(RUN)
+
+    record = store.record(RUN)
+    assert created is not None
+    assert record == RunRecord(RunState.RUNNING, created_at=created.created_at)
+
+
+@pytest.mark.parametrize("state", [RunState.SUCCESS, RunState.FAILURE, RunState.CANCELLED])
+def test_mark_running_leaves_a_finished_run_alone(store: RunStore, state: RunState) -> None:
+    """mark_running after the run ended does not bring it back to RUNNING."""
+    store.create(RUN, PLAN)
+    store.finish(RUN, state, step="0", error="boom")
+
+    store.mark_running(RUN)
+
+    record = store.record(RUN)
+    assert record is not None
+    assert record.state is state
+
+
+def test_mark_running_does_not_create_a_run(store: RunStore) -> None:
+    """mark_running on an unknown run id leaves it unknown."""
+    store.mark_running("missing")
+
+    assert store.record("missing") is None
+
+
+def test_only_the_first_terminal_transition_wins(store: RunStore) -> None:
+    """Finish returns True once; later finishes return False and change nothing."""
+    store.create(RUN, PLAN)
+    store.mark_running(RUN)
+    before = time.time()
+
+    assert store.finish(RUN, RunState.FAILURE, step="1.0", error="OSError: disk full") is True
+    assert store.finish(RUN, RunState.CANCELLED, step="2", error="cancelled") is False
+    assert store.finish(RUN, RunState.SUCCESS) is False
+
+    record = store.record(RUN)
+    assert record is not None
+    assert record.state is RunState.FAILURE
+    assert record.step == "1.0"
+    assert record.error == "OSError: disk full"
+    assert record.finished_at is not None
+    assert before <= record.finished_at <= time.time()
+
+
+def test_finish_from_pending_is_allowed(store: RunStore) -> None:
+    """A run cancelled before any step ran ends from PENDING."""
+    store.create(RUN, PLAN)
+
+    assert store.finish(RUN, RunState.CANCELLED, error="cancelled by a client") is True
+
+    record = store.record(RUN)
+    assert record is not None
+    assert record.state is RunState.CANCELLED
+    assert record.step is None
+    assert record.error == "cancelled by a client"
+
+
+def test_finish_stores_the_root_path_as_the_step(store: RunStore) -> None:
+    """The root's empty path is a step like any other, not "no step"."""
+    store.create(RUN, PLAN)
+
+    assert store.finish(RUN, RunState.FAILURE, step="", error="join failed") is True
+
+    record = store.record(RUN)
+    assert record is not None
+    assert record.step == ""
+    assert record.error == "join failed"
+
+
+def test_success_stores_no_step_or_error(store: RunStore) -> None:
+    """A run finished as SUCCESS without step or error reads back with neither."""
+    store.create(RUN, PLAN)
+
+    assert store.finish(RUN, RunState.SUCCESS) is True
+
+    record = store.record(RUN)
+    assert record is not None
+    assert record.state is RunState.SUCCESS
+    assert (record.step, record.error) == (None, None)
+
+
+def test_finish_of_an_unknown_run_is_refused(store: RunStore) -> None:
+    """Finish on a run id never created returns False and creates nothing."""
+    assert store.finish("missing", RunState.SUCCESS) is False
+    assert store.record("missing") is None
+
+
+def test_claim_is_once_only_per_marker(store: RunStore) -> None:
+    """Each marker is claimed once; different markers and runs are independent."""
+    store.create(RUN, PLAN)
+    store.create("run-2", PLAN)
+
+    assert store.claim(RUN, "started:") is True
+    assert store.claim(RUN, "started:") is False
+    assert store.claim(RUN, "started:1") is True
+    assert store.claim(RUN, "completed:") is True
+    assert store.claim("run-2", "started:") is True
+    assert store.claim(RUN, "completed:") is False
+
+
+def test_claimed_lists_every_marker_of_the_run(store: RunStore) -> None:
+    """Claimed returns the markers claimed for that run only."""
+    store.create(RUN, PLAN)
+    store.create("run-2", PLAN)
+    store.claim(RUN, "started:")
+    store.claim(RUN, "started:1.2")
+    store.claim(RUN, "started:")
+    store.claim("run-2", "failed:")
+
+    assert store.claimed(RUN) == {"started:", "started:1.2"}
+    assert store.claimed("run-2") == {"failed:"}
+
+
+def test_claim_on_an_unknown_run_is_refused(store: RunStore) -> None:
+    """A marker cannot be claimed for a run that does not exist (never created, or expired)."""
+    assert store.claim("missing", "started:") is False
+    assert store.claimed("missing") == set()
+
+
+def test_step_records_round_trip(store: RunStore) -> None:
+    """put_step stores a StepRecord that step and steps return equal."""
+    store.create(RUN, PLAN)
+    started = StepRecord(StepState.STARTED, attempts=1, started_at=1700000000.25)
+    failed = StepRecord(
+        StepState.FAILURE,
+        attempts=3,
+        started_at=1700000001.5,
+        finished_at=1700000002.75,
+        error="ValueError: bad input ü",
+    )
+
+    store.put_step(RUN, "0", started)
+    store.put_step(RUN, "1.2.3", failed)
+    store.put_step(RUN, "", StepRecord(StepState.SKIPPED))
+
+    assert store.step(RUN, "0") == started
+    assert store.step(RUN, "1.2.3") == failed
+    assert store.step(RUN, "4") is None
+    assert store.steps(RUN) == {"0": started, "1.2.3": failed, "": StepRecord(StepState.SKIPPED)}
+
+
+def test_put_step_replaces_the_previous_record(store: RunStore) -> None:
+    """A step's later record replaces its earlier one."""
+    store.create(RUN, PLAN)
+    started = StepRecord(StepState.STARTED, attempts=1, started_at=10.0)
+    store.put_step(RUN, "0", started)
+
+    store.put_step(RUN, "0", started.moved_to(StepState.SUCCESS, finished_at=11.0))
+
+    assert store.steps(RUN) == {
+        "0": StepRecord(StepState.SUCCESS, attempts=1, started_at=10.0, finished_at=11.0)
+    }
+
+
+def test_put_step_on_an_unknown_run_stores_nothing(store: RunStore) -> None:
+    """A step record for a run that does not exist (never created, or expired) is dropped."""
+    store.put_step("missing", "0", StepRecord(StepState.SKIPPED))
+
+    assert store.step("missing", "0") is None
+    assert store.steps("missing") == {}
+
+
+def test_delete_forgets_everything_about_the_run(store: RunStore) -> None:
+    """After delete the run reads as absent and its id can be created again."""
+    store.create(RUN, PLAN)
+    store.create("run-2", PLAN)
+    store.mark_running(RUN)
+    store.claim(RUN, "started:")
+    store.put_step(RUN, "0", StepRecord(StepState.STARTED, attempts=1))
+    store.finish(RUN, RunState.FAILURE, step="0", error="boom")
+
+    store.delete(RUN)
+
+    assert store.plan(RUN) is None
+    assert store.record(RUN) is None
+    assert store.claimed(RUN) == set()
+    assert store.steps(RUN) == {}
+    assert store.create(RUN, PLAN) is True
+    assert store.claim(RUN, "started:") is True
+    assert store.record("run-2") is not None
+
+
+def test_delete_of_an_unknown_run_does_nothing(store: RunStore) -> None:
+    """Deleting a run id that was never created raises nothing and touches no other run."""
+    store.create(RUN, PLAN)
+
+    store.delete("missing")
+
+    assert store.plan(RUN) == PLAN
+
+
+def race(calls: int, action: Callable[[int], Any]) -> list[Any]:
+    """Run ``action(index)`` in ``calls`` threads released at the same moment."""
+    barrier = threading.Barrier(calls)
+    results: list[Any] = [None] * calls
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        results[index] = action(index)
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    return results
+
+
+def test_concurrent_finishes_have_exactly_one_winner(store: RunStore) -> None:
+    """Of 20 threads finishing the same run at once, exactly one ends it, and its state sticks."""
+    store.create(RUN, PLAN)
+    store.mark_running(RUN)
+    states = [RunState.SUCCESS, RunState.FAILURE, RunState.CANCELLED]
+
+    results = race(
+        20, lambda index: store.finish(RUN, states[index % 3], step=str(index), error=str(index))
+    )
+
+    assert results.count(True) == 1
+    assert results.count(False) == 19
+    winner = results.index(True)
+    record = store.record(RUN)
+    assert record is not None
+    assert (record.state, record.step, record.error) == (
+        states[winner % 3],
+        str(winner),
+        str(winner),
+    )
+
+
+def test_concurrent_claims_have_exactly_one_winner(store: RunStore) -> None:
+    """Of 20 threads claiming the same marker at once, exactly one gets it."""
+    store.create(RUN, PLAN)
+
+    results = race(20, lambda _: store.claim(RUN, "completed:"))
+
+    assert results.count(True) == 1
+    assert store.claimed(RUN) == {"completed:"}
+
+
+def test_concurrent_creates_have_exactly_one_winner(store: RunStore) -> None:
+    """Of 20 threads creating the same run id at once, exactly one creates it."""
+    results = race(20, lambda _: store.create(RUN, PLAN))
+
+    assert results.count(True) == 1
+
+
+def run_keys(client: redis.Redis, run_id: str) -> dict[str, int]:
+    return {
+        key.decode(): client.ttl(key) for key in client.scan_iter(f"tasktronaut:{{{run_id}}}:*")
+    }
+
+
+def test_redis_keys_of_a_run_expire_within_the_ttl(redis_client: redis.Redis) -> None:
+    """Every Redis key a run writes carries a TTL of at most the store's ttl."""
+    store = RedisRunStore(redis_client, ttl=TTL)
+    store.create(RUN, PLAN)
+    store.mark_running(RUN)
+    store.claim(RUN, "started:")
+    store.put_step(RUN, "0", StepRecord(StepState.STARTED, attempts=1))
+    store.finish(RUN, RunState.FAILURE, step="0", error="boom")
+
+    ttls = run_keys(redis_client, RUN)
+
+    assert set(ttls) == {
+        f"tasktronaut:{{{RUN}}}:{part}" for part in ("run", "plan", "claims", "steps")
+    }
+    assert all(0 < ttl <= TTL for ttl in ttls.values()), ttls
+
+
+def test_redis_keys_of_a_run_expire_after_only_claims_and_steps(
+    redis_client: redis.Redis,
+) -> None:
+    """Keys first written by claim or put_step also get the TTL."""
+    store = RedisRunStore(redis_client, ttl=TTL)
+    store.create(RUN, PLAN)
+    store.put_step(RUN, "0", StepRecord(StepState.STARTED, attempts=1))
+    store.claim(RUN, "started:")
+    store.claim(RUN, "started:")
+
+    ttls = run_keys(redis_client, RUN)
+
+    assert len(ttls) == 4
+    assert all(0 < ttl <= TTL for ttl in ttls.values()), ttls
+
+
+def test_redis_keys_do_not_expire_without_a_ttl(redis_client: redis.Redis) -> None:
+    """With no ttl (result_expires unset) the run's keys are kept."""
+    store = RedisRunStore(redis_client, ttl=None)
+    store.create(RUN, PLAN)
+    store.claim(RUN, "started:")
+    store.put_step(RUN, "0", StepRecord(StepState.STARTED, attempts=1))
+
+    ttls = run_keys(redis_client, RUN)
+
+    assert len(ttls) == 4
+    assert set(ttls.values()) == {-1}
+
+
+def test_redis_delete_removes_every_key_of_the_run(redis_client: redis.Redis) -> None:
+    """Delete leaves no key of the run behind in Redis."""
+    store = RedisRunStore(redis_client, ttl=TTL)
+    store.create(RUN, PLAN)
+    store.claim(RUN, "started:")
+    store.put_step(RUN, "0", StepRecord(StepState.STARTED, attempts=1))
+
+    store.delete(RUN)
+
+    assert run_keys(redis_client, RUN) == {}
