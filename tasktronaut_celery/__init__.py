@@ -5,6 +5,7 @@
 """
 
 from .backend import CeleryBackend
+from .embedded import EmbeddedBackend
 from .errors import (
     ArgumentNotSerializableError,
     CorruptPlanError,
@@ -23,6 +24,7 @@ __all__ = [
     "CeleryBackend",
     "CorruptPlanError",
     "DuplicateRunError",
+    "EmbeddedBackend",
     "ProcessCancelled",
     "ProcessFailed",
     "Run",

@@ -18,7 +18,7 @@ from celery.contrib.testing.worker import start_worker
 
 from tasktronaut_celery import CeleryBackend
 
-from .recorder import Recorder
+from .recorder import Recorder, install, uninstall
 from .services import BROKERS, EVENTS, RESULTS, answers
 from .worker_app import make_app
 
@@ -42,10 +42,11 @@ def _fresh_databases() -> None:
         redis.Redis.from_url(url).flushdb()
 
 
-@pytest.fixture(scope="session")
-def recorder() -> Recorder:
-    """What workers recorded, per run."""
-    return Recorder(EVENTS)
+@pytest.fixture(scope="package", autouse=True)
+def recorder() -> Iterator[Recorder]:
+    """What workers recorded, per run; in-process workers record only during these tests."""
+    yield install(EVENTS)
+    uninstall()
 
 
 @pytest.fixture(scope="module", params=sorted(BROKERS))

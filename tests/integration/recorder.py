@@ -51,13 +51,24 @@ class Recorder:
         ]
 
 
+_HOOKS = ("on_started", "on_completed", "on_failed", "on_cancelled", "around_task")
+
+
+def uninstall() -> None:
+    """Give ``ProcessDefinition`` its own hooks back."""
+    originals = _installed.pop("originals", {})
+    for name, original in originals.items():
+        setattr(ProcessDefinition, name, original)
+    _installed.clear()
+
+
 def install(url: str) -> Recorder:
-    """Observe every process definition in this Python process."""
-    recorder = Recorder(url)
+    """Observe every process definition in this Python process, until :func:`uninstall`."""
     if _installed:
-        _installed["recorder"].client = recorder.client
         return _installed["recorder"]  # type: ignore[no-any-return]
+    recorder = Recorder(url)
     _installed["recorder"] = recorder
+    _installed["originals"] = {name: vars(ProcessDefinition)[name] for name in _HOOKS}
 
     def hook(name: str) -> Any:
         def record_hook(self: ProcessDefinition, identifier: str, *args: Any) -> None:

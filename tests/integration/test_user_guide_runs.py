@@ -9,44 +9,18 @@ import pytest
 from examples import user_guide
 from tasktronaut import ProcessDefinition
 from tasktronaut_celery import CeleryBackend, RunState, StepState
+from tests.guide_cases import GUIDE, GUIDE_IDS
 
 from .order import check_run
 from .recorder import Recorder
 
 pytestmark = pytest.mark.usefixtures("worker")
 
-GUIDE: list[tuple[type[ProcessDefinition], dict[str, Any], dict[str, bool]]] = [
-    (user_guide.MyProcess, {}, {}),
-    (user_guide.SequentialProcess, {}, {}),
-    (user_guide.ConcurrentProcess, {}, {}),
-    (user_guide.MixedProcess, {}, {}),
-    (
-        user_guide.ProcessWithArguments,
-        {
-            "name": "report",
-            "count": "3",
-            "date": "2026-11-29",
-            "tags": ["a", "b"],
-            "data": {"k": 1},
-        },
-        {},
-    ),
-    (user_guide.ConditionalProcess, {}, {}),
-    (user_guide.ConditionalProcess, {}, {"enable_validation": True, "enable_logging": False}),
-    (user_guide.IterativeProcess, {"files": ["a.csv", "b.csv", "c.csv"]}, {}),
-    (user_guide.IterativeProcessWithDescriptions, {"files": ["a.csv", "b.csv"]}, {}),
-    (user_guide.TransformingProcess, {"raw_data": "hello"}, {}),
-    (user_guide.TransformingProcessWithDescription, {"item_id": 21}, {}),
-    (user_guide.ValidationProcess, {}, {}),
-    (user_guide.MainProcess, {}, {}),
-    (user_guide.ComplexProcess, {"items": [f"item-{i}" for i in range(25)]}, {}),
-]
-
 
 @pytest.mark.parametrize(
     ("definition", "arguments", "options"),
     GUIDE,
-    ids=[f"{d.__name__}-{i}" for i, (d, _, _) in enumerate(GUIDE)],
+    ids=GUIDE_IDS,
 )
 def test_user_guide_process_runs_in_order(
     backend: CeleryBackend,

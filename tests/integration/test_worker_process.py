@@ -44,6 +44,7 @@ def worker_process(app: Celery, client: CeleryBackend) -> Iterator[subprocess.Po
     env = {
         **os.environ,
         "TASKTRONAUT_TEST_BROKER": BROKERS["redis"],
+        "TASKTRONAUT_TEST_WORKER": "1",
         "PYTHONPATH": str(REPOSITORY),
     }
     command = [

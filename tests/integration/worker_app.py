@@ -33,6 +33,7 @@ def make_app(broker: str, name: str = "tasktronaut-tests") -> Celery:
     return app
 
 
-install(EVENTS)
+if os.environ.get("TASKTRONAUT_TEST_WORKER"):  # a `celery worker` subprocess of the tests
+    install(EVENTS)
 app = make_app(os.environ.get("TASKTRONAUT_TEST_BROKER", BROKERS["redis"]))
 backend = CeleryBackend(app)

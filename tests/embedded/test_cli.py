@@ -1,0 +1,125 @@
+"""The tasktronaut command on the embedded default: output, exit codes, one-paragraph errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner, Result
+
+from examples.user_guide import ComplexProcess
+from tasktronaut_celery.cli import EXIT_CANCELLED, EXIT_FAILED, EXIT_USAGE, main
+
+
+def invoke(*arguments: str) -> Result:
+    return CliRunner().invoke(main, list(arguments), catch_exceptions=False)
+
+
+def test_run_follows_a_process_to_success_and_prints_a_summary() -> None:
+    """Exit code 0, progress lines, and one summary row per step in order."""
+    items = json.dumps([f"item-{number}" for number in range(12)])  # two batches of ten
+    result = invoke("run", "examples.user_guide:ComplexProcess", f"items={items}")
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].endswith("ComplexProcess, 6 steps")
+    table = lines[lines.index(next(line for line in lines if line.startswith("path"))) + 1 :]
+    assert [row.split()[:3] for row in table[:6]] == [
+        ["0", "ComplexProcess.setup", "SUCCESS"],
+        ["1.0", "ComplexProcess.process_item_a", "SUCCESS"],
+        ["1.1", "ComplexProcess.process_item_b", "SUCCESS"],
+        ["2.0", "ComplexProcess.process_item_a", "SUCCESS"],
+        ["2.1", "ComplexProcess.process_item_b", "SUCCESS"],
+        ["3", "ComplexProcess.finalize", "SUCCESS"],
+    ]
+    assert lines[-1].startswith("Succeeded in")
+
+
+def test_values_are_json_when_they_parse_and_validated_by_expected_arguments() -> None:
+    """count="3" (a JSON number) and date (a string) are coerced; options reach the builder."""
+    result = invoke(
+        "run",
+        "examples.user_guide:ProcessWithArguments",
+        "name=report",
+        "count=3",
+        "date=2026-11-29",
+        'tags=["x"]',
+        "data=null",
+    )
+
+    assert result.exit_code == 0, result.output
+
+
+def test_a_failing_run_exits_1_naming_the_step_and_error() -> None:
+    """The failing step and its error are shown; later steps are SKIPPED."""
+    result = CliRunner().invoke(main, ["run", "tests.integration.processes:FailsOnce"])
+
+    assert result.exit_code == EXIT_FAILED
+    assert (
+        "Failed at step 1 (FailsOnce.explode): ValueError: the ledger does not balance"
+        in result.output
+    )
+    assert "FailsOnce.never" in result.output
+    assert "SKIPPED" in result.output
+
+
+def test_a_cancelled_run_exits_3() -> None:
+    """A run cancelled by its own step ends the command with exit code 3."""
+    result = CliRunner().invoke(main, ["run", "tests.integration.processes:CancelsItself"])
+
+    assert result.exit_code == EXIT_CANCELLED
+    assert "Cancelled: CancelProcessError: customer withdrew the order" in result.output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["run", "no_such_module:X"], "cannot import module 'no_such_module'"),
+        (["run", "examples.user_guide:Nope"], "has no 'Nope'"),
+        (["run", "examples.user_guide:logger"], "not a ProcessDefinition subclass"),
+        (["run", "examples.user_guide"], "name the process as module:Definition"),
+        (["run", "examples.user_guide:MyProcess", "oops"], "must look like name=value"),
+        (
+            ["run", "examples.user_guide:ProcessWithArguments", "count=abc"],
+            "ProcessWithArguments: 4 invalid arguments",
+        ),
+        (
+            ["run", "examples.user_guide:ConditionalProcess", "--option", "enable_logging=maybe"],
+            "enable_logging",
+        ),
+        (
+            ["run", "examples.user_guide:MyProcess", "--app", "no_such_app"],
+            "cannot import module 'no_such_app'",
+        ),
+        (
+            ["run", "examples.user_guide:MyProcess", "--app", "examples.user_guide:MyProcess"],
+            "neither a Celery app",
+        ),
+    ],
+)
+def test_bad_input_is_one_paragraph_and_exit_code_2(arguments: list[str], message: str) -> None:
+    """No traceback: a single 'Error:' paragraph that names the problem."""
+    result = CliRunner().invoke(main, arguments)
+
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert result.output.startswith("Error: ")
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_show_prints_the_built_tree() -> None:
+    """`show` prints exactly what Process.render() gives."""
+    result = invoke("show", "examples.user_guide:ComplexProcess", 'items=["a","b"]')
+
+    assert result.exit_code == 0
+    assert result.output.strip() == ComplexProcess.build(items=["a", "b"]).render()
+
+
+@pytest.mark.parametrize(("output", "opening"), [("mermaid", "flowchart TD"), ("dot", "digraph")])
+def test_graph_prints_mermaid_or_dot(output: str, opening: str) -> None:
+    """`graph` prints the chosen diagram of the built process."""
+    result = invoke("graph", "examples.user_guide:MainProcess", "--format", output)
+
+    assert result.exit_code == 0
+    assert result.output.startswith(opening)
+    assert "check_schema" in result.output
