@@ -42,7 +42,9 @@ class ProcessDefinition:
     """
 
     process_execution_mode: ClassVar[ExecutionMode] = ExecutionMode.SEQUENTIAL
+    """How the top-level steps run; also the mode of the block it adds as a sub-process."""
     task_options: ClassVar[TaskOptions] = TaskOptions()
+    """Defaults for every step of this definition (retries, queue, time limits...)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -57,7 +57,9 @@ class CeleryBackend:
     def __init__(self, app: Celery, *, control_queue: str | None = None) -> None:
         check_app(app)
         self.app = app
+        """The Celery app the runs go to and the runner tasks are registered on."""
         self.control_queue = control_queue
+        """The queue of the start message, joins, begins and cancel hooks (``None``: default)."""
         self._register_tasks()
 
     def __repr__(self) -> str:

@@ -35,7 +35,8 @@ class _AppThreadPool(TaskPool):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.executor.shutdown()
+        unused: ThreadPoolExecutor = vars(self)["executor"]  # made by Celery, no thread yet
+        unused.shutdown()
         self.executor = ThreadPoolExecutor(
             max_workers=self.limit, initializer=self.app.set_current
         )

@@ -1,17 +1,17 @@
-"""Errors of the Celery backend, under Tasktronaut's root error.
+"""Errors of the Celery backend.
 
-::
+They hang under Tasktronaut's root error::
 
-TasktronautError
-├── UnsupportedAppError (ValueError)      the app's result backend cannot hold runs
-├── ArgumentNotSerializableError (TypeError)
-│                                         a step argument does not fit the serializer
-├── DuplicateRunError (ValueError)        a run with that identifier exists already
-├── RunNotFoundError (LookupError)        no run with that identifier is stored
-├── CorruptPlanError (ValueError)         a stored plan or message cannot be read
-└── RunError                              a run did not succeed (raised by ``wait``)
-├── ProcessFailed                     a step failed; names the step and error
-└── ProcessCancelled                  the run was cancelled
+    TasktronautError
+    ├── UnsupportedAppError (ValueError)      the app's result backend cannot hold runs
+    ├── ArgumentNotSerializableError (TypeError)
+    │                                         a step argument does not fit the serializer
+    ├── DuplicateRunError (ValueError)        a run with that identifier exists already
+    ├── RunNotFoundError (LookupError)        no run with that identifier is stored
+    ├── CorruptPlanError (ValueError)         a stored plan or message cannot be read
+    └── RunError                              a run did not succeed (raised by ``wait``)
+        ├── ProcessFailed                     a step failed; names the step and error
+        └── ProcessCancelled                  the run was cancelled
 """
 
 from __future__ import annotations

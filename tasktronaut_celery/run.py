@@ -51,6 +51,7 @@ class Run:
         cancel: Callable[[str], bool],
     ) -> None:
         self.id = run_id
+        """The run identifier: the process's ``identifier``, the prefix of its step task ids."""
         self._store = store
         self._plan = plan
         self._cancel = cancel

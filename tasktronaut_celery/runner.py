@@ -245,7 +245,8 @@ class Runner:
                 try:
                     self._fire_once(plan, run_id, "on_failed", process, run_id, step, error)
                 except Exception:
-                    logger.exception("run %s: on_failed of %s not called", run_id, process)
+                    name = plan.processes[process].name
+                    logger.exception("run %s: on_failed of %s not called", run_id, name)
         finally:
             self._store.settle(run_id)
 

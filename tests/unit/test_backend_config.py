@@ -16,7 +16,13 @@ from tasktronaut_celery.stores.memory import MemoryRunStore
 from tasktronaut_celery.stores.redis import RedisRunStore
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
-TASKS = {"tasktronaut.start", "tasktronaut.step", "tasktronaut.join", "tasktronaut.cancel"}
+TASKS = {
+    "tasktronaut.start",
+    "tasktronaut.step",
+    "tasktronaut.join",
+    "tasktronaut.begin",
+    "tasktronaut.cancel",
+}
 
 
 @pytest.fixture

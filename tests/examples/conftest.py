@@ -1,0 +1,167 @@
+"""Helpers and fixtures for the example projects: services, subprocesses, the Flask app.
+
+Each example runs as its README says: a ``celery worker`` subprocess (prefork,
+two children, events on) started in the example's directory, with its broker
+in Redis database 13 (and, for Flask, results in database 14). The services
+must answer: on CI (``CI`` set) a missing one fails the run; on a laptop
+without them these tests are skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+from celery import Celery
+
+from tests.integration.services import answers, redis_db
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+T = TypeVar("T")
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+DJANGO_PROJECT = REPOSITORY / "examples" / "django_project"
+FLASK_APP = REPOSITORY / "examples" / "flask_app"
+BROKER = redis_db(13)
+RESULTS = redis_db(14)
+FLASK_WORKER = "flask-example@localhost"
+ENDED = ("SUCCESS", "FAILURE", "CANCELLED")
+
+
+def unavailable(message: str) -> None:
+    """Skip the test, or fail it on CI, where every service and package must be there."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require(url: str, name: str) -> None:
+    """Skip (fail on CI) unless the service at ``url`` answers."""
+    if not answers(url):
+        unavailable(f"{name} does not answer at {url}")
+
+
+def require_modules(*names: str) -> None:
+    """Skip (fail on CI) unless every module in ``names`` can be imported."""
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    if missing:
+        unavailable(f"not installed: {', '.join(missing)}")
+
+
+def flush(*urls: str) -> None:
+    """Empty the Redis databases at ``urls``."""
+    import redis
+
+    for url in urls:
+        redis.Redis.from_url(url).flushdb()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll ``check`` until it returns something truthy and return that, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
+def wait_for_end(progress: Callable[[], dict[str, Any]], timeout: float = 60) -> dict[str, Any]:
+    """Poll ``progress`` (a run's progress JSON) until the run has ended; return the last answer."""
+
+    def ended() -> dict[str, Any] | None:
+        answer = progress()
+        return answer if answer["state"] in ENDED else None
+
+    return wait_until(ended, timeout, "the run ending")
+
+
+@contextmanager
+def running(
+    command: list[str], cwd: Path, env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` for the duration of the block, then SIGTERM it and wait for it to exit."""
+    process = subprocess.Popen(command, cwd=cwd, env=env)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def celery_worker(
+    app: str, name: str, cwd: Path, env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``celery -A app worker -P prefork -c 2 -E`` in ``cwd``, once it answers pings."""
+    command = [
+        sys.executable, "-m", "celery", "-A", app, "worker", "-P", "prefork", "-c", "2", "-E",
+        "-n", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    with running(command, cwd, env) as worker:
+        client = Celery("ping", broker=env["CELERY_BROKER_URL"])
+
+        def answered() -> bool:
+            assert worker.poll() is None, f"the worker exited while starting ({worker.returncode})"
+            return bool(client.control.ping(destination=[name], timeout=1.0))
+
+        try:
+            wait_until(answered, 60, f"the worker {name} answering pings")
+        finally:
+            client.close()
+        yield worker
+
+
+@pytest.fixture(scope="module")
+def flask_app() -> Iterator[Flask]:
+    """The Flask example's app, created by its own ``create_app`` with Redis dbs 13 and 14.
+
+    The example's directory goes on ``sys.path`` as it is for the worker
+    started there, so ``PublishArticle`` has the same reference in both.
+    """
+    require_modules("flask")
+    require(BROKER, "Redis")
+    flush(BROKER, RESULTS)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(FLASK_APP))
+        from newsroom import create_app
+
+        yield create_app(
+            {"TESTING": True, "CELERY": {"broker_url": BROKER, "result_backend": RESULTS}}
+        )
+
+
+@pytest.fixture(scope="module")
+def flask_worker(flask_app: Flask) -> Iterator[None]:
+    """``celery -A make_celery worker`` running in the Flask example's directory."""
+    env = {**os.environ, "CELERY_BROKER_URL": BROKER, "CELERY_RESULT_BACKEND": RESULTS}
+    with celery_worker("make_celery", FLASK_WORKER, FLASK_APP, env):
+        yield

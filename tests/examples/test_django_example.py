@@ -1,0 +1,136 @@
+"""The Django example as its README runs it: migrate, a ``celery worker``, ``runserver``.
+
+Everything Django runs in subprocesses started in ``examples/django_project``
+with the example's own settings, so this pytest process's Django settings (if
+other tests configured them) play no part. The database is this session's
+fresh PostgreSQL database; the broker is Redis database 13.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.databases import SERVER_URL, postgres_url
+
+from .conftest import (
+    BROKER,
+    DJANGO_PROJECT,
+    celery_worker,
+    flush,
+    free_port,
+    require,
+    require_modules,
+    running,
+    wait_for_end,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+FULFIL_ORDER_42 = [
+    ("0.0", "FulfilOrder.reserve_stock", "Reserve 2 x MUG-RED"),
+    ("0.1", "FulfilOrder.reserve_stock", "Reserve 1 x TEE-M"),
+    ("0.2", "FulfilOrder.reserve_stock", "Reserve 1 x CAP-BLUE"),
+    ("1", "FulfilOrder.charge_payment", "Charge the customer's card"),
+    ("2.0", "FulfilOrder.print_packing_slip", "Print the packing slip"),
+    ("2.1", "FulfilOrder.book_courier", "Book the courier"),
+    ("3.0", "NotifyCustomer.send_email", "Email the tracking link"),
+    ("3.1", "NotifyCustomer.send_sms", "Text the tracking link"),
+]
+
+
+def request(url: str, method: str = "GET") -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of an HTTP request, whatever the status."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=10) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.load(error)
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[str]:
+    """The base URL of ``manage.py runserver``, with migrations applied and a worker running."""
+    require_modules("django", "django_celery_results", "psycopg2")
+    require(BROKER, "Redis")
+    require(SERVER_URL, "PostgreSQL")
+    flush(BROKER)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "proj.settings",
+        "DATABASE_URL": postgres_url().replace("postgresql+psycopg2://", "postgresql://", 1),
+        "CELERY_BROKER_URL": BROKER,
+    }
+    manage = [sys.executable, "manage.py"]
+    subprocess.run(
+        [*manage, "migrate", "--verbosity", "0"], cwd=DJANGO_PROJECT, env=env, check=True
+    )
+    port = free_port()
+    server = [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"]
+    # Without Django's system checks (which import the URLconf, hence the views
+    # and processes), the worker knows FulfilOrder only through orders/tasks.py.
+    worker_env = {**env, "CELERY_SKIP_CHECKS": "1"}
+    with (
+        celery_worker("proj", "django-example@localhost", DJANGO_PROJECT, worker_env),
+        running(server, DJANGO_PROJECT, env) as runserver,
+    ):
+        url = f"http://127.0.0.1:{port}"
+
+        def serving() -> bool:
+            assert runserver.poll() is None, "runserver exited while starting"
+            try:
+                urllib.request.urlopen(f"{url}/runs/probe/", timeout=1).close()
+            except urllib.error.HTTPError:
+                return True  # it answered (404: there is no such run)
+            except OSError:
+                return False
+            return True
+
+        wait_until(serving, 60, "runserver answering")
+        yield url
+
+
+def test_fulfilling_an_order_runs_every_step(site: str) -> None:
+    """POST answers 202 with a run id, and the run's progress ends SUCCESS with every step done."""
+    status, started = request(f"{site}/orders/42/fulfil/", method="POST")
+
+    assert status == 202
+
+    def fetch_progress() -> dict[str, Any]:
+        status, body = request(f"{site}/runs/{started['run_id']}/")
+        assert status == 200
+        return body
+
+    progress = wait_for_end(fetch_progress)
+
+    assert progress["state"] == "SUCCESS", progress
+    steps = [(s["path"], s["name"], s["description"]) for s in progress["steps"]]
+    assert steps == FULFIL_ORDER_42
+    assert [(s["state"], s["attempts"]) for s in progress["steps"]] == [("SUCCESS", 1)] * 8
+    assert progress["done"] == progress["total"] == 8
+
+
+def test_an_unknown_run_is_404(site: str) -> None:
+    """GET for a run id nobody enqueued answers 404 with a JSON error."""
+    status, body = request(f"{site}/runs/no-such-run/")
+
+    assert status == 404
+    assert "no-such-run" in body["error"]
+
+
+def test_fulfilling_is_post_only(site: str) -> None:
+    """GET on the fulfil endpoint answers 405: starting a run takes a POST."""
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(f"{site}/orders/42/fulfil/", timeout=10)
+
+    assert error.value.code == 405
