@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import functools
+import threading
+import weakref
 from typing import TYPE_CHECKING, Any
+
+from celery import Celery
 
 from tasktronaut.process import Process
 
@@ -24,21 +28,23 @@ from .store import RunState
 from .stores import check_app, store_for
 
 if TYPE_CHECKING:
-    from celery import Celery, Task
+    from celery import Task
 
     from .store import RunStore
 
 CANCELLED_BY_CLIENT = "cancelled by a client"
+DEFAULT_CANVAS_LIMIT = 32
 
 # Every Tasktronaut task acknowledges its message only once it has run, so a
-# message whose worker died is delivered again (at least once per step), and
-# keeps no Celery result: run and step state live in the run store instead.
+# message whose worker died is delivered again (at least once per step). Run and
+# step state live in the run store: each message says ``ignore_result`` unless a
+# chord needs the result (Celery before 5.4 reads only the task's own setting, so
+# that setting must keep results).
 _TASK_OPTIONS: dict[str, Any] = {
     "bind": True,
     "shared": False,
     "acks_late": True,
     "reject_on_worker_lost": True,
-    "ignore_result": True,
 }
 
 
@@ -52,28 +58,53 @@ class CeleryBackend:
     ``control_queue`` is where Tasktronaut's own small tasks go (the start
     message, joins of concurrent sections, cancel hooks); by default the app's
     default queue. Steps go where their ``queue`` option says.
+
+    Processes of at most ``canvas_limit`` actions run as plain Celery canvas,
+    exactly what you would write by hand; larger ones are dispatched by the
+    workers one action at a time, so that no message grows with the process
+    (a chain carries its whole remainder in every message). ``None`` sends
+    every process as canvas, ``0`` none.
     """
 
-    def __init__(self, app: Celery, *, control_queue: str | None = None) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        *,
+        control_queue: str | None = None,
+        canvas_limit: int | None = DEFAULT_CANVAS_LIMIT,
+    ) -> None:
         check_app(app)
         self.app = app
         """The Celery app the runs go to and the runner tasks are registered on."""
         self.control_queue = control_queue
         """The queue of the start message, joins, begins and cancel hooks (``None``: default)."""
+        self.canvas_limit = canvas_limit
+        """The largest process, in actions, sent as Celery canvas."""
+        self._lock = threading.RLock()
+        self._store: RunStore | None = None
+        self._runner: Runner | None = None
         self._register_tasks()
 
     def __repr__(self) -> str:
         return f"<CeleryBackend app={self.app.main!r}>"
 
-    @functools.cached_property
+    @property
     def store(self) -> RunStore:
-        """Where this app's runs are kept (its result backend)."""
-        return store_for(self.app)
+        """Where this app's runs are kept (its result backend), connected on first use."""
+        if self._store is None:
+            with self._lock:  # a thread-pool worker's first steps ask at the same time
+                if self._store is None:
+                    self._store = store_for(self.app)
+        return self._store
 
-    @functools.cached_property
+    @property
     def runner(self) -> Runner:
         """What this app's workers do with Tasktronaut messages."""
-        return Runner(self.app, self.store, self.control_queue)
+        if self._runner is None:
+            with self._lock:
+                if self._runner is None:
+                    self._runner = Runner(self.app, self.store, self.control_queue)
+        return self._runner
 
     def enqueue(self, process: Process) -> Run:
         """Store the run's plan and send the single message that starts it.
@@ -81,7 +112,7 @@ class CeleryBackend:
         Arguments are serialized with the app's serializer first: if one cannot
         be, the error names the step and argument and nothing is stored or sent.
         """
-        plan = plan_process(process)
+        plan = plan_process(process, self.canvas_limit)
         encoded = encode_plan(plan, self.app.conf.task_serializer)
         if not self.store.create(plan.run_id, encoded):
             raise DuplicateRunError(plan.run_id)
@@ -113,24 +144,35 @@ class CeleryBackend:
         return decode_plan(encoded, self.app.conf.accept_content)
 
     def _register_tasks(self) -> None:
-        backend = self
+        """Register the runner tasks once per app; they serve the app's newest backend."""
+        first = self.app not in _backends
+        _backends[self.app] = self
+        if not first:
+            return
+
+        def runner(task: Task) -> Runner:
+            return _backends[task.app].runner
 
         @self.app.task(name=START_TASK, **_TASK_OPTIONS)
         def start(task: Task, run: str) -> None:
-            backend.runner.start(run)
+            runner(task).start(run)
 
         @self.app.task(name=STEP_TASK, **_TASK_OPTIONS)
         def step(task: Task, run: str, step: str) -> None:
-            backend.runner.step(task, run, step)
+            runner(task).step(task, run, step)
 
         @self.app.task(name=BEGIN_TASK, **_TASK_OPTIONS)
         def begin(task: Task, run: str, begin: str) -> None:
-            backend.runner.begin(run, begin)
+            runner(task).begin(run, begin)
 
         @self.app.task(name=JOIN_TASK, **_TASK_OPTIONS)
         def join(task: Task, run: str, join: str) -> None:
-            backend.runner.join(run, join)
+            runner(task).join(run, join)
 
         @self.app.task(name=CANCEL_TASK, **_TASK_OPTIONS)
         def cancel(task: Task, run: str) -> None:
-            backend.runner.fire_cancelled(run)
+            runner(task).fire_cancelled(run)
+
+
+# The backend each app's runner tasks use: the newest one created on that app.
+_backends: weakref.WeakKeyDictionary[Celery, CeleryBackend] = weakref.WeakKeyDictionary()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from celery import chain, chord, group
 from celery.canvas import Signature
 
-from .flow import Begin, Chain, Flow, Join, Step
+from .flow import Action, Begin, Chain, Flow, Join, Step
 from .plan import Plan
 
 if TYPE_CHECKING:
@@ -43,12 +43,8 @@ def to_signature(
     app: Celery, plan: Plan, flow: Flow, control_queue: str | None = None
 ) -> Signature:
     """The Celery canvas for ``flow`` (part of) ``plan``; joins go to ``control_queue``."""
-    if isinstance(flow, Step):
-        return step_signature(app, plan, flow.path)
-    if isinstance(flow, Join):
-        return join_signature(app, plan, flow.path, control_queue)
-    if isinstance(flow, Begin):
-        return begin_signature(app, plan, flow.path, control_queue)
+    if isinstance(flow, (Step, Join, Begin)):
+        return action_signature(app, plan, flow, control_queue)
     items = flow.items if isinstance(flow, Chain) else (*flow.header, flow.body)
     signatures = [to_signature(app, plan, item, control_queue) for item in items]
     if isinstance(flow, Chain):
@@ -62,8 +58,8 @@ def _storing_results(signature: Signature) -> Signature:
     """``signature`` with every task in it storing its result.
 
     Tasktronaut's tasks keep no Celery result, except inside a chord header:
-    result backends without native chord support (databases) join a chord by
-    polling its members' results.
+    most result backends join a chord by reading its members' results (the
+    database ones by polling them); only Redis counts members on its own.
     """
     for task in getattr(signature, "tasks", None) or (signature,):
         if task is signature:
@@ -73,6 +69,17 @@ def _storing_results(signature: Signature) -> Signature:
     if isinstance(signature, chord):
         _storing_results(signature.body)
     return signature
+
+
+def action_signature(
+    app: Celery, plan: Plan, action: Action, control_queue: str | None = None
+) -> Signature:
+    """The signature of one step, join or begin of ``plan``."""
+    if isinstance(action, Step):
+        return step_signature(app, plan, action.path)
+    if isinstance(action, Join):
+        return join_signature(app, plan, action.path, control_queue)
+    return begin_signature(app, plan, action.path, control_queue)
 
 
 def step_signature(app: Celery, plan: Plan, path: str) -> Signature:
@@ -149,6 +156,7 @@ def _queue(queue: str | None) -> dict[str, str]:
 
 
 def _signature(app: Celery, name: str, kwargs: dict[str, str], **options: Any) -> Signature:
+    options.setdefault("ignore_result", True)
     return Signature(name, kwargs=kwargs, options=options, immutable=True, app=app)
 
 

@@ -20,7 +20,7 @@ from celery import Celery
 from celery.concurrency.thread import TaskPool
 from celery.worker import WorkController
 
-from .backend import CeleryBackend
+from .backend import DEFAULT_CANVAS_LIMIT, CeleryBackend
 
 STARTUP_TIMEOUT = 30.0
 
@@ -61,7 +61,13 @@ class EmbeddedBackend(CeleryBackend):
     for messages: kombu's default of one second would make every step slow.
     """
 
-    def __init__(self, *, concurrency: int = 4, polling_interval: float = 0.005) -> None:
+    def __init__(
+        self,
+        *,
+        concurrency: int = 4,
+        polling_interval: float = 0.005,
+        canvas_limit: int | None = DEFAULT_CANVAS_LIMIT,
+    ) -> None:
         name = f"tasktronaut-embedded-{uuid.uuid4().hex[:8]}"
         app = Celery(name, broker="memory://", backend="cache+memory://")
         app.conf.update(
@@ -71,7 +77,7 @@ class EmbeddedBackend(CeleryBackend):
             worker_hijack_root_logger=False,
             result_expires=None,
         )
-        super().__init__(app)
+        super().__init__(app, canvas_limit=canvas_limit)
         self._concurrency = concurrency
         self._worker: _ThreadWorker | None = None
         self._thread: threading.Thread | None = None

@@ -176,6 +176,51 @@ def actions(flow: Flow) -> Iterator[Action]:
         yield flow.body
 
 
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """What follows an action once it has succeeded, when the worker drives the flow.
+
+    Either ``start`` these actions, or count this action's chord member in:
+    when all ``size`` members of the chord whose body is ``chord`` have arrived,
+    start the body. Neither means the flow ends here.
+    """
+
+    start: tuple[Action, ...] = ()
+    chord: Action | None = None
+    member: int = 0
+    size: int = 0
+
+
+def entries(flow: Flow) -> tuple[Action, ...]:
+    """The actions that start ``flow``: its first action, or every first action of a chord."""
+    if isinstance(flow, (Step, Join, Begin)):
+        return (flow,)
+    if isinstance(flow, Chain):
+        return entries(flow.items[0])
+    return tuple(action for member in flow.header for action in entries(member))
+
+
+def continuations(flow: Flow) -> dict[Action, Continuation]:
+    """For every action of ``flow``, what follows it: the flow's chains and chords, unrolled."""
+    following: dict[Action, Continuation] = {}
+
+    def link(node: Flow, then: Continuation) -> None:
+        if isinstance(node, (Step, Join, Begin)):
+            following[node] = then
+        elif isinstance(node, Chain):
+            for item, after in zip(node.items, node.items[1:], strict=False):
+                link(item, Continuation(start=entries(after)))
+            link(node.items[-1], then)
+        else:
+            size = len(node.header)
+            for index, member in enumerate(node.header):
+                link(member, Continuation(chord=node.body, member=index, size=size))
+            link(node.body, then)
+
+    link(flow, Continuation())
+    return following
+
+
 _KINDS: dict[str, type[Action]] = {"step": Step, "join": Join, "begin": Begin}
 
 

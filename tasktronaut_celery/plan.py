@@ -10,6 +10,7 @@ accepts are ever decoded.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,18 @@ class PlannedProcess:
     name: str
 
 
+class Dispatch(str, enum.Enum):
+    """Who starts each action of a run once the actions before it have succeeded."""
+
+    CANVAS = "canvas"
+    """Celery: the run's chains and chords are sent as canvas, each message carrying the
+    rest of its chain. Best for small processes: it is exactly hand-written canvas."""
+
+    WORKER = "worker"
+    """The worker that finishes an action sends what follows it; joins are counted in the
+    run store. Every message carries one step, whatever the size of the process."""
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """A run's processes, steps, joins and flow, keyed by path."""
@@ -59,6 +72,7 @@ class Plan:
     steps: Mapping[str, PlannedStep]
     joins: Mapping[str, tuple[str, ...]]
     flow: flows.Flow
+    dispatch: Dispatch = Dispatch.CANVAS
 
     @property
     def root(self) -> PlannedProcess:
@@ -101,6 +115,7 @@ class Plan:
             "steps": steps,
             "joins": {path: list(completes) for path, completes in self.joins.items()},
             "flow": flows.to_data(self.flow),
+            "dispatch": self.dispatch.value,
         }
 
     @classmethod
@@ -123,7 +138,8 @@ class Plan:
                 ].items()
             }
             joins = {path: tuple(completes) for path, completes in data["joins"].items()}
-            plan = cls(str(data["run"]), processes, steps, joins, flows.from_data(data["flow"]))
+            flow = flows.from_data(data["flow"])
+            plan = cls(str(data["run"]), processes, steps, joins, flow, Dispatch(data["dispatch"]))
         except (AttributeError, KeyError, TypeError, ValueError, IndexError) as error:
             raise CorruptPlanError(f"stored plan is not readable: {error!r}") from None
         plan._check_consistent()
@@ -177,8 +193,13 @@ class _Layers:
         return layers
 
 
-def plan_process(process: Process) -> Plan:
-    """Compile ``process`` and collect what its steps need at run time."""
+def plan_process(process: Process, canvas_limit: int | None = None) -> Plan:
+    """Compile ``process`` and collect what its steps need at run time.
+
+    Processes of at most ``canvas_limit`` actions (steps, joins, begins) are
+    dispatched as Celery canvas, larger ones by the workers; ``None`` means
+    canvas whatever the size.
+    """
     compiled = flows.compile_process(process.root)
     processes: dict[str, PlannedProcess] = {}
     steps: dict[str, PlannedStep] = {}
@@ -198,7 +219,10 @@ def plan_process(process: Process) -> Plan:
                 completes=compiled.completes.get(flows.Step(node.path), ()),
             )
     joins = {join.path: compiled.completes.get(join, ()) for join in compiled.joins()}
-    return Plan(process.identifier, processes, steps, joins, compiled.flow)
+    size = sum(1 for _ in flows.actions(compiled.flow))
+    by_canvas = canvas_limit is None or size <= canvas_limit
+    dispatch = Dispatch.CANVAS if by_canvas else Dispatch.WORKER
+    return Plan(process.identifier, processes, steps, joins, compiled.flow, dispatch)
 
 
 def _owner(processes: Mapping[str, PlannedProcess], path: str) -> str:

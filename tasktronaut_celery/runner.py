@@ -1,6 +1,7 @@
 """What the worker does with each Tasktronaut message.
 
-``start`` fires the process's ``on_started`` and sends the run's canvas;
+``start`` fires the process's ``on_started`` and sends the run's canvas (or,
+when workers dispatch the run, its first actions);
 ``step`` runs one step through the core runtime, records it and settles what
 follows (continue, retry, fail the run, cancel it); ``begin`` and ``join``
 mark where a sub-process starts and where a concurrent section or a process
@@ -8,6 +9,8 @@ ends; ``cancel`` fires ``on_cancelled`` after a client cancelled.
 
 Before anything runs, the run's state is read: once a run has failed or been
 cancelled, every message still queued is skipped, which also stops its chain.
+When workers dispatch a run, the worker that finishes an action sends what
+follows it, counting chord members in the run store.
 Each hook is claimed in the run store before it is called, so it fires once
 per process per run however many workers race for it.
 """
@@ -25,10 +28,11 @@ from tasktronaut.definition import ProcessDefinition
 from tasktronaut.registry import resolve_definition
 from tasktronaut.runtime import Hook, Outcome, StepCall, call_hook, run_step
 
-from .canvas import to_signature
+from .canvas import action_signature, to_signature
 from .errors import CorruptPlanError
-from .plan import Plan, PlannedStep, decode_plan
-from .store import RunState, RunStore, StepRecord, StepState, now
+from .flow import Action, Begin, Continuation, Join, Step, continuations, entries
+from .plan import Dispatch, Plan, PlannedStep, decode_plan
+from .store import RunRecord, RunState, RunStore, StepRecord, StepState, now
 
 if TYPE_CHECKING:
     from celery import Celery, Task
@@ -68,6 +72,8 @@ class Runner:
         self._store = store
         self._control_queue = control_queue
         self._plans: OrderedDict[str, Plan] = OrderedDict()
+        self._following: dict[str, dict[Action, Continuation]] = {}
+        self._claimed: dict[str, set[str]] = {}  # hook markers known to be claimed, per run
 
     def plan(self, run_id: str) -> Plan:
         """The plan of ``run_id``, read once per worker process; rejects unknown runs."""
@@ -82,24 +88,30 @@ class Runner:
                 self._reject(f"run {run_id!r}: {error}")
             self._plans[run_id] = plan
             if len(self._plans) > _PLAN_CACHE_SIZE:
-                self._plans.popitem(last=False)
+                evicted, _ = self._plans.popitem(last=False)
+                self._following.pop(evicted, None)
+                self._claimed.pop(evicted, None)
         return plan
 
     def start(self, run_id: str) -> None:
         """Fire the process's ``on_started``, then send the run's canvas."""
         plan = self.plan(run_id)
-        self._skip_if_finished(run_id, "start")
+        self._skip_if_finished(run_id, self._store.record(run_id), "start")
         self._store.mark_running(run_id)
         self._settle_control(plan, run_id, "", lambda: self._start_processes(plan, run_id, ""))
-        to_signature(self._app, plan, plan.flow, self._control_queue).apply_async()
+        if plan.dispatch is Dispatch.CANVAS:
+            to_signature(self._app, plan, plan.flow, self._control_queue).apply_async()
+        else:
+            self._send(plan, entries(plan.flow))
 
     def begin(self, run_id: str, path: str) -> None:
         """Fire ``on_started`` of the sub-process at ``path`` before its steps start."""
         plan = self.plan(run_id)
         if not isinstance(path, str) or not path or path not in plan.processes:
             self._reject(f"run {run_id}: {path!r} is not a sub-process of this run")
-        self._skip_if_finished(run_id, f"begin {path}")
+        self._skip_if_finished(run_id, self._store.record(run_id), f"begin {path}")
         self._settle_control(plan, run_id, path, lambda: self._start_processes(plan, run_id, path))
+        self._advance(plan, run_id, Begin(path))
 
     def join(self, run_id: str, path: str) -> None:
         """Record that the block or process at ``path`` has finished."""
@@ -107,7 +119,7 @@ class Runner:
         completes = plan.joins.get(path) if isinstance(path, str) else None
         if completes is None:
             self._reject(f"run {run_id}: {path!r} is not a join of this run")
-        self._skip_if_finished(run_id, f"join {path or 'root'}")
+        self._skip_if_finished(run_id, self._store.record(run_id), f"join {path or 'root'}")
 
         def finish_processes() -> None:
             if path in plan.processes:  # an empty process starts at its join
@@ -115,6 +127,7 @@ class Runner:
             self._complete(plan, run_id, completes)
 
         self._settle_control(plan, run_id, path, finish_processes)
+        self._advance(plan, run_id, Join(path))
 
     def step(self, task: Task, run_id: str, path: str) -> None:
         """Run one attempt of the step at ``path`` and settle what follows."""
@@ -122,13 +135,14 @@ class Runner:
         step = plan.steps.get(path) if isinstance(path, str) else None
         if step is None:
             self._reject(f"run {run_id}: {path!r} is not a step of this run")
-        self._skip_if_finished(run_id, f"step {path}")
-        previous = self._store.step(run_id, path)
+        run, previous = self._store.status(run_id, path)
+        running = self._skip_if_finished(run_id, run, f"step {path}")
         if previous is not None and previous.state is StepState.SUCCESS:
             logger.info("run %s: step %s already succeeded; not running it again", run_id, path)
             return
         attempt = task.request.retries + 1
-        self._store.mark_running(run_id)
+        if not running:
+            self._store.mark_running(run_id)
         record = StepRecord(StepState.STARTED, attempts=attempt, started_at=now())
         self._store.put_step(run_id, path, record)
         try:
@@ -148,6 +162,9 @@ class Runner:
             self._fail_step(plan, run_id, step, record, setup_error)
         if result.outcome is Outcome.SUCCEEDED:
             finished = record.moved_to(StepState.SUCCESS, finished_at=now())
+            # What follows is sent before SUCCESS is recorded, so that a redelivered
+            # message finding SUCCESS knows there is nothing left to do for it.
+            self._advance(plan, run_id, Step(path))
             self._store.put_step(run_id, path, finished)
             self._settle_control(
                 plan, run_id, path, lambda: self._complete(plan, run_id, step.completes)
@@ -193,10 +210,35 @@ class Runner:
         finally:
             self._store.settle(run_id)
 
-    def _skip_if_finished(self, run_id: str, what: str) -> None:
-        record = self._store.record(run_id)
+    def _advance(self, plan: Plan, run_id: str, action: Action) -> None:
+        """When workers dispatch the run, send what follows ``action``, once."""
+        if plan.dispatch is not Dispatch.WORKER:
+            return  # Celery's chains and chords carry the rest
+        following = self._following.get(run_id)
+        if following is None:
+            following = self._following[run_id] = continuations(plan.flow)
+        then = following[action]
+        if then.chord is not None:
+            chord = f"{type(then.chord).__name__.lower()}:{then.chord.path}"
+            if self._store.arrive(run_id, chord, then.member) < then.size:
+                return
+            if not self._store.claim(run_id, f"joined:{chord}"):
+                return  # another member's worker, or an earlier delivery, sent the body
+            self._send(plan, (then.chord,))
+        elif then.start:
+            self._send(plan, then.start)
+
+    def _send(self, plan: Plan, actions: tuple[Action, ...]) -> None:
+        """Publish the messages of ``actions`` on one producer connection."""
+        with self._app.producer_or_acquire() as producer:
+            for action in actions:
+                signature = action_signature(self._app, plan, action, self._control_queue)
+                signature.apply_async(producer=producer)
+
+    def _skip_if_finished(self, run_id: str, record: RunRecord | None, what: str) -> bool:
+        """Skip ``what`` if the run has ended; else whether the run is RUNNING already."""
         if record is not None and not record.state.finished:
-            return
+            return record.state is RunState.RUNNING
         state = record.state.value if record else "gone"
         logger.info("run %s is %s; skipping %s", run_id, state, what)
         raise Ignore()
@@ -216,7 +258,12 @@ class Runner:
 
     def _fire_once(self, plan: Plan, run_id: str, hook: Hook, process: str, *args: Any) -> None:
         marker = f"{hook.removeprefix('on_')}:{process}"
-        if self._store.claim(run_id, marker):
+        known = self._claimed.setdefault(run_id, set())
+        if marker in known:
+            return  # this worker process has seen it claimed: no need to ask the store
+        won = self._store.claim(run_id, marker)
+        known.add(marker)
+        if won:
             call_hook(self._definition(plan, process), hook, *args)
 
     def _settle_control(self, plan: Plan, run_id: str, path: str, work: Any) -> None:

@@ -114,6 +114,10 @@ class RunStore(ABC):
     def record(self, run_id: str) -> RunRecord | None:
         """The run's record, if the run exists."""
 
+    def status(self, run_id: str, path: str) -> tuple[RunRecord | None, StepRecord | None]:
+        """The run's record and the record of its step at ``path``, read together."""
+        return self.record(run_id), self.step(run_id, path)
+
     @abstractmethod
     def mark_running(self, run_id: str) -> None:
         """Move a PENDING run to RUNNING; any other state is left alone."""
@@ -143,6 +147,14 @@ class RunStore(ABC):
     @abstractmethod
     def claimed(self, run_id: str) -> set[str]:
         """Every marker claimed so far for this run."""
+
+    @abstractmethod
+    def arrive(self, run_id: str, chord: str, member: int) -> int:
+        """Count ``member`` in to ``chord``; how many distinct members have arrived.
+
+        Arriving twice (a redelivered message) counts once. ``0`` if the run
+        does not exist.
+        """
 
     @abstractmethod
     def put_step(self, run_id: str, path: str, record: StepRecord) -> None:

@@ -16,6 +16,7 @@ class _Run:
     plan: EncodedPlan
     record: RunRecord
     claims: set[str] = field(default_factory=set)
+    arrivals: dict[str, set[int]] = field(default_factory=dict)
     steps: dict[str, StepRecord] = field(default_factory=dict)
 
 
@@ -101,6 +102,16 @@ class MemoryRunStore(RunStore):
         with self._lock:
             run = self._runs.get(run_id)
             return set(run.claims) if run else set()
+
+    @override
+    def arrive(self, run_id: str, chord: str, member: int) -> int:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                return 0
+            arrived = run.arrivals.setdefault(chord, set())
+            arrived.add(member)
+            return len(arrived)
 
     @override
     def put_step(self, run_id: str, path: str, record: StepRecord) -> None:

@@ -2,7 +2,8 @@
 
 Per run: ``tasktronaut:{<id>}:run`` (hash: state, times, failing step, error),
 ``:plan`` (hash: content type, encoding, body), ``:claims`` (hash of hook
-markers) and ``:steps`` (hash: path -> JSON record). The braces keep a run's
+markers), ``:steps`` (hash: path -> JSON record) and ``:arrived:<chord>`` (set
+of the chord members that have finished). The braces keep a run's
 keys in one Redis Cluster slot. Every key expires ``result_expires`` after the
 run's last write, so a long run keeps its plan. Changes are Lua scripts: atomic
 across workers, and no-ops on a run that does not exist (or has expired).
@@ -65,6 +66,14 @@ return written
 """
 
 
+_ARRIVE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SADD', KEYS[2], ARGV[1])
+if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+return redis.call('SCARD', KEYS[2])
+"""
+
+
 class RedisRunStore(RunStore):
     """A store on the redis-py client of Celery's Redis result backend."""
 
@@ -76,6 +85,7 @@ class RedisRunStore(RunStore):
         self._mark_running = client.register_script(_MARK_RUNNING)
         self._finish = client.register_script(_FINISH)
         self._hset_if_run = client.register_script(_HSET_IF_RUN)
+        self._arrive = client.register_script(_ARRIVE)
 
     def _key(self, run_id: str, part: str) -> str:
         return f"{self._prefix}:{{{run_id}}}:{part}"
@@ -96,9 +106,9 @@ class RedisRunStore(RunStore):
 
     @override
     def delete(self, run_id: str) -> None:
-        self._client.delete(
-            *(self._key(run_id, part) for part in ("run", "plan", "claims", "steps"))
-        )
+        keys = [self._key(run_id, part) for part in ("run", "plan", "claims", "steps")]
+        keys += self._client.scan_iter(match=self._key(run_id, "arrived:*"), count=1000)
+        self._client.delete(*keys)
 
     @override
     def plan(self, run_id: str) -> EncodedPlan | None:
@@ -109,22 +119,15 @@ class RedisRunStore(RunStore):
 
     @override
     def record(self, run_id: str) -> RunRecord | None:
-        stored = {
-            k.decode(): v.decode()
-            for k, v in self._client.hgetall(self._key(run_id, "run")).items()
-        }
-        if not stored:
-            return None
-        finished_at = stored.get("finished_at")
-        settled_at = stored.get("settled_at")
-        return RunRecord(
-            state=RunState(stored["state"]),
-            created_at=float(stored["created_at"]),
-            finished_at=float(finished_at) if finished_at else None,
-            step=stored.get("step"),
-            error=stored.get("error"),
-            settled_at=float(settled_at) if settled_at else None,
-        )
+        return _run_record(self._client.hgetall(self._key(run_id, "run")))
+
+    @override
+    def status(self, run_id: str, path: str) -> tuple[RunRecord | None, StepRecord | None]:
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self._key(run_id, "run"))
+            pipe.hget(self._key(run_id, "steps"), path)
+            run, step = pipe.execute()
+        return _run_record(run), StepRecord.from_json(json.loads(step)) if step else None
 
     @override
     def mark_running(self, run_id: str) -> None:
@@ -162,6 +165,11 @@ class RedisRunStore(RunStore):
         return {marker.decode() for marker in self._client.hkeys(self._key(run_id, "claims"))}
 
     @override
+    def arrive(self, run_id: str, chord: str, member: int) -> int:
+        keys = [self._key(run_id, "run"), self._key(run_id, f"arrived:{chord}")]
+        return int(self._arrive(keys=keys, args=[member, self._ttl]))
+
+    @override
     def put_step(self, run_id: str, path: str, record: StepRecord) -> None:
         self._write(run_id, "steps", path, json.dumps(record.to_json()), once=False)
 
@@ -176,3 +184,20 @@ class RedisRunStore(RunStore):
         return {
             path.decode(): StepRecord.from_json(json.loads(raw)) for path, raw in stored.items()
         }
+
+
+def _run_record(stored: dict[bytes, bytes]) -> RunRecord | None:
+    """A run record from its Redis hash (``None`` for a missing run)."""
+    if not stored:
+        return None
+    fields = {key.decode(): value.decode() for key, value in stored.items()}
+    finished_at = fields.get("finished_at")
+    settled_at = fields.get("settled_at")
+    return RunRecord(
+        state=RunState(fields["state"]),
+        created_at=float(fields["created_at"]),
+        finished_at=float(finished_at) if finished_at else None,
+        step=fields.get("step"),
+        error=fields.get("error"),
+        settled_at=float(settled_at) if settled_at else None,
+    )

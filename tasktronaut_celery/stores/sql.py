@@ -1,7 +1,8 @@
 """Runs kept in the SQL database of Celery's ``db+...`` result backend (SQLAlchemy).
 
-Three tables beside Celery's own, created on first use as Celery creates its
-tables: ``tasktronaut_runs``, ``tasktronaut_claims`` and ``tasktronaut_steps``.
+Four tables beside Celery's own, created on first use as Celery creates its
+tables: ``tasktronaut_runs``, ``tasktronaut_claims``, ``tasktronaut_steps`` and
+``tasktronaut_arrivals``.
 Once-only changes are single statements the database makes atomic: an insert
 that hits the primary key, or an update guarded by the current state.
 """
@@ -13,7 +14,7 @@ import os
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 from typing_extensions import override
 
 from ..plan import EncodedPlan
@@ -54,6 +55,15 @@ steps = sa.Table(
 )
 
 
+arrivals = sa.Table(
+    "tasktronaut_arrivals",
+    metadata,
+    sa.Column("run_id", sa.String(200), primary_key=True),
+    sa.Column("chord", sa.String(1000), primary_key=True),
+    sa.Column("member", sa.Integer, primary_key=True),
+)
+
+
 class SqlRunStore(RunStore):
     """A store on a SQLAlchemy engine for the result backend's database."""
 
@@ -61,7 +71,10 @@ class SqlRunStore(RunStore):
         self._engine = sa.create_engine(url, **(engine_options or {}))
         # A pooled connection must not cross a fork into a prefork worker child.
         os.register_at_fork(after_in_child=lambda: self._engine.dispose(close=False))
-        metadata.create_all(self._engine, checkfirst=True)
+        try:
+            metadata.create_all(self._engine, checkfirst=True)
+        except (IntegrityError, ProgrammingError):  # another process created them meanwhile
+            metadata.create_all(self._engine, checkfirst=True)
 
     @override
     def create(self, run_id: str, plan: EncodedPlan) -> bool:
@@ -78,7 +91,7 @@ class SqlRunStore(RunStore):
     @override
     def delete(self, run_id: str) -> None:
         with self._engine.begin() as connection:
-            for table in (runs, claims, steps):
+            for table in (runs, claims, steps, arrivals):
                 connection.execute(table.delete().where(table.c.run_id == run_id))
 
     @override
@@ -155,6 +168,17 @@ class SqlRunStore(RunStore):
         with self._engine.connect() as connection:
             rows = connection.execute(sa.select(claims.c.marker).where(claims.c.run_id == run_id))
             return {row[0] for row in rows}
+
+    @override
+    def arrive(self, run_id: str, chord: str, member: int) -> int:
+        row = {"run_id": run_id, "chord": chord, "member": member}
+        if not self._insert(arrivals, row) and not self._run_exists(run_id):
+            return 0
+        query = sa.select(sa.func.count()).where(
+            arrivals.c.run_id == run_id, arrivals.c.chord == chord
+        )
+        with self._engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
 
     @override
     def put_step(self, run_id: str, path: str, record: StepRecord) -> None:

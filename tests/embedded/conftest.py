@@ -9,7 +9,9 @@ import pytest
 from tasktronaut_celery import EmbeddedBackend
 
 
-@pytest.fixture(scope="module")
-def embedded() -> Iterator[EmbeddedBackend]:
-    with EmbeddedBackend(concurrency=4) as backend:
+@pytest.fixture(scope="module", params=["canvas", "worker"])
+def embedded(request: pytest.FixtureRequest) -> Iterator[EmbeddedBackend]:
+    """Runs sent as Celery canvas, then the same runs dispatched by the worker."""
+    canvas_limit = None if request.param == "canvas" else 0
+    with EmbeddedBackend(concurrency=4, canvas_limit=canvas_limit) as backend:
         yield backend

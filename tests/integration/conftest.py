@@ -67,10 +67,10 @@ def celery_app(broker: str) -> Celery:
     return app
 
 
-@pytest.fixture(scope="module")
-def backend(celery_app: Celery) -> CeleryBackend:
-    """The Tasktronaut backend on the module's app (the worker's own)."""
-    return CeleryBackend(celery_app)
+@pytest.fixture(scope="module", params=["canvas", "worker"])
+def backend(celery_app: Celery, request: pytest.FixtureRequest) -> CeleryBackend:
+    """The module's app as canvas, then the same app with runs dispatched by workers."""
+    return CeleryBackend(celery_app, canvas_limit=None if request.param == "canvas" else 0)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import redis
 from celery.contrib.testing.worker import start_worker
 from click.testing import CliRunner
 
-from tasktronaut_celery import RunState
+from tasktronaut_celery import StepState
 from tasktronaut_celery.cli import EXIT_FAILED, main
 
 from . import processes, worker_app
@@ -45,7 +45,7 @@ def test_run_with_app_enqueues_on_it_and_follows_the_run() -> None:
 def test_status_and_cancel_by_run_id() -> None:
     """Status shows a running run; cancel stops it; a second cancel says it had ended."""
     run = processes.Gated.build().enqueue(worker_app.backend)
-    wait_until(lambda: run.state is RunState.RUNNING)
+    wait_until(lambda: run.steps()[0].state is StepState.STARTED)
 
     status = CliRunner().invoke(main, ["status", run.id, "--app", "tests.integration.worker_app"])
     cancel = CliRunner().invoke(main, ["cancel", run.id, "--app", APP])

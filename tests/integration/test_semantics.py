@@ -164,7 +164,7 @@ def test_a_client_cancel_stops_every_step_not_yet_started(
 ) -> None:
     """Cancelled while a step runs: that step finishes, nothing after it starts."""
     run = processes.Gated.build().enqueue(backend)
-    wait_until(lambda: run.state is RunState.RUNNING)
+    wait_until(lambda: run.steps()[0].state is StepState.STARTED)
 
     assert run.cancel() is True
     assert run.cancel() is False
@@ -181,7 +181,7 @@ def test_a_client_cancel_stops_every_step_not_yet_started(
 def test_another_client_reattaches_to_a_run_by_id(backend: CeleryBackend, broker: str) -> None:
     """A second app object (think: another web request) sees the same state and steps."""
     run = processes.Gated.build().enqueue(backend)
-    wait_until(lambda: run.state is RunState.RUNNING)
+    wait_until(lambda: run.steps()[0].state is StepState.STARTED)
     other = CeleryBackend(Celery("another-client", broker=BROKERS[broker], backend=RESULTS))
 
     attached = other.run(run.id)

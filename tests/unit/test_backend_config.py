@@ -114,7 +114,7 @@ def test_tasks_are_registered_on_the_app() -> None:
         assert registered.name == name
         assert registered.acks_late is True
         assert registered.reject_on_worker_lost is True
-        assert registered.ignore_result is True
+        assert registered.ignore_result is False  # each message says whether to keep it
 
 
 def test_tasks_are_not_shared_with_other_apps() -> None:

@@ -765,11 +765,13 @@ def test_step_scheduling_options_become_signature_options(app: Celery) -> None:
         "priority": 5,
         "time_limit": 30,
         "soft_time_limit": 20,
+        "ignore_result": True,
     }
     assert inherited.options == {
         "task_id": f"{RUN}:1",
         "shadow": "WithOptions.inherited",
         "queue": "default-queue",
+        "ignore_result": True,
     }
     assert decorated.options == {
         "task_id": f"{RUN}:2",
@@ -777,8 +779,14 @@ def test_step_scheduling_options_become_signature_options(app: Celery) -> None:
         "queue": "default-queue",
         "priority": 9,
         "time_limit": 5,
+        "ignore_result": True,
     }
-    assert plain.options == {"task_id": f"{RUN}:3", "shadow": "WithOptions.plain", "queue": "cpu"}
+    assert plain.options == {
+        "task_id": f"{RUN}:3",
+        "shadow": "WithOptions.plain",
+        "queue": "cpu",
+        "ignore_result": True,
+    }
     assert plan.steps["0"].options["max_retries"] == 3
 
 
@@ -829,3 +837,16 @@ def test_control_tasks_go_to_the_control_queue() -> None:
     assert all("queue" not in member.options for member in signature.tasks)
     assert start_signature(app, plan, "control").options["queue"] == "control"
     assert "queue" not in start_signature(app, plan).options
+
+
+def test_only_chord_members_keep_their_celery_results() -> None:
+    """Messages ask Celery to keep a result only where a chord needs it to join."""
+    app = Celery("results", broker="memory://", backend="cache+memory://")
+    plan = plan_process(MixedProcess.build(identifier=RUN))
+
+    signature = to_signature(app, plan, plan.flow)
+
+    kept = {
+        leaf.options["task_id"] for leaf in leaves(signature) if not leaf.options["ignore_result"]
+    }
+    assert kept == {f"{RUN}:2.0", f"{RUN}:2.1"}

@@ -32,6 +32,21 @@ class ClaimRow(models.Model):
         ]
 
 
+class ArrivalRow(models.Model):
+    """A member of a concurrent section that has finished."""
+
+    run_id = models.CharField(max_length=200)
+    chord = models.CharField(max_length=1000)
+    member = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run_id", "chord", "member"], name="tasktronaut_arrive_once"
+            )
+        ]
+
+
 class StepRow(models.Model):
     """The record of one step of a run, as JSON."""
 

@@ -10,7 +10,7 @@ from typing_extensions import override
 
 from ...plan import EncodedPlan
 from ...store import RunRecord, RunState, RunStore, StepRecord, now
-from .models import ClaimRow, RunRow, StepRow
+from .models import ArrivalRow, ClaimRow, RunRow, StepRow
 
 _UNFINISHED = (RunState.PENDING.value, RunState.RUNNING.value)
 
@@ -33,7 +33,7 @@ class DjangoRunStore(RunStore):
     @override
     def delete(self, run_id: str) -> None:
         with transaction.atomic():
-            for model in (RunRow, ClaimRow, StepRow):
+            for model in (RunRow, ClaimRow, StepRow, ArrivalRow):
                 model.objects.filter(run_id=run_id).delete()
 
     @override
@@ -88,6 +88,13 @@ class DjangoRunStore(RunStore):
     @override
     def claimed(self, run_id: str) -> set[str]:
         return set(ClaimRow.objects.filter(run_id=run_id).values_list("marker", flat=True))
+
+    @override
+    def arrive(self, run_id: str, chord: str, member: int) -> int:
+        inserted = _insert(ArrivalRow, run_id=run_id, chord=chord, member=member)
+        if not inserted and not RunRow.objects.filter(run_id=run_id).exists():
+            return 0
+        return int(ArrivalRow.objects.filter(run_id=run_id, chord=chord).count())
 
     @override
     def put_step(self, run_id: str, path: str, record: StepRecord) -> None:

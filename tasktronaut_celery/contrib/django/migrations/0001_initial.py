@@ -44,6 +44,21 @@ class Migration(migrations.Migration):
                 ("record", models.TextField()),
             ],
         ),
+        migrations.CreateModel(
+            name="ArrivalRow",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False)),
+                ("run_id", models.CharField(max_length=200)),
+                ("chord", models.CharField(max_length=1000)),
+                ("member", models.IntegerField()),
+            ],
+        ),
+        migrations.AddConstraint(
+            model_name="arrivalrow",
+            constraint=models.UniqueConstraint(
+                fields=("run_id", "chord", "member"), name="tasktronaut_arrive_once"
+            ),
+        ),
         migrations.AddConstraint(
             model_name="claimrow",
             constraint=models.UniqueConstraint(

@@ -1,0 +1,1 @@
+"""Benchmarks: Tasktronaut against hand-written canvas and plain delay() on one worker."""

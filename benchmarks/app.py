@@ -1,0 +1,57 @@
+"""The Celery app the benchmark worker runs: ``celery -A benchmarks.app worker``.
+
+Its broker comes from ``BENCH_BROKER``. Every message published in a process
+that imports this module (the benchmark client and the worker alike) is
+counted and sized in Redis, so the report can give exact message figures.
+"""
+
+from __future__ import annotations
+
+import os
+
+import redis
+from celery import Celery
+from celery.signals import before_task_publish
+from kombu.utils.json import dumps
+
+from tasktronaut_celery import CeleryBackend
+
+from . import shapes
+
+STATS_URL = os.environ.get("BENCH_STATS_URL", "redis://127.0.0.1:6379/7")
+STATS_KEY = "bench:messages"
+
+app = Celery(
+    "bench",
+    broker=os.environ.get("BENCH_BROKER", "redis://127.0.0.1:6379/5"),
+    backend=os.environ.get("BENCH_RESULTS", "redis://127.0.0.1:6379/6"),
+)
+app.conf.update(
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    result_expires=3600,
+)
+backend = CeleryBackend(app)
+
+_stats = redis.Redis.from_url(STATS_URL)
+_record = _stats.register_script(
+    """
+    redis.call('HINCRBY', KEYS[1], 'count', 1)
+    redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[1])
+    if tonumber(ARGV[1]) > tonumber(redis.call('HGET', KEYS[1], 'largest') or '0') then
+        redis.call('HSET', KEYS[1], 'largest', ARGV[1])
+    end
+    """
+)
+
+
+@before_task_publish.connect
+def _measure(body: object, headers: dict[str, object], **_: object) -> None:
+    """Count the message and add its size: headers and body as the JSON serializer writes them."""
+    _record(keys=[STATS_KEY], args=[len(dumps([headers, body]))])
+
+
+@app.task(name="bench.work", ignore_result=True)
+def work(key: str) -> None:
+    """Count one finished task."""
+    shapes.count(key)
