@@ -194,6 +194,54 @@ def hand_written(broker: str, shape: str, n: int) -> Case | None:
     return measure(broker, shape, n, "canvas", start)
 
 
+RQ_VENV = REPOSITORY / "benchmarks" / ".venv-rq"
+
+
+def rq_environment() -> Path:
+    """The Python of a virtual environment with tasktronaut 0.3.0 and rq 2.12.0.
+
+    It needs one of its own: the predecessor has this project's distribution
+    name. rq is pinned: under rq 3.0, tasktronaut 0.3's processes stall.
+    """
+    python = RQ_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(RQ_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "tasktronaut==0.3.0", "rq==2.12.0"],
+            check=True,
+        )
+    return python
+
+
+def rq_predecessor(shape: str, n: int) -> Case:
+    """The shape on tasktronaut 0.3 with two RQ workers (Redis only)."""
+    import json
+
+    output = subprocess.run(
+        [str(rq_environment()), str(REPOSITORY / "benchmarks" / "rq_bench.py"), shape, str(n)],
+        cwd=REPOSITORY / "benchmarks",
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=CASE_TIMEOUT + 120,
+    )
+    measured = json.loads(output.stdout.strip().splitlines()[-1])
+    return Case(
+        broker="redis",
+        shape=shape,
+        n=n,
+        variant="rq 0.3",
+        build=measured["build"],
+        enqueue=measured["enqueue"],
+        total=measured["total"],
+        messages=0,
+        message_bytes=0,
+        largest=0,
+        client_mb=measured["client_mb"],
+        worker_mb=measured["worker_mb"],
+    )
+
+
 def build_cost(n: int) -> tuple[float, float, int]:
     """Seconds to build and to plan+encode a sequential each of ``n`` steps, and plan bytes."""
     from tasktronaut_celery.plan import encode_plan, plan_process
@@ -205,17 +253,28 @@ def build_cost(n: int) -> tuple[float, float, int]:
     return built - began, time.perf_counter() - built, len(encoded.body)
 
 
-def run_all(brokers: list[str], sizes: list[int], shape_names: list[str]) -> list[Case]:
+def run_all(
+    brokers: list[str],
+    sizes: list[int],
+    shape_names: list[str],
+    rq_sizes: list[int],
+    rabbitmq_sizes: list[int],
+) -> list[Case]:
     cases: list[Case] = []
+
+    def add(case: Case | None) -> None:
+        if case is not None:
+            cases.append(case)
+            print(describe(case), flush=True)
+
     for broker in brokers:
-        for n in sizes:
-            cases.append(ceiling(broker, n))
-            print(describe(cases[-1]), flush=True)
+        for n in rabbitmq_sizes if broker == "rabbitmq" else sizes:
+            add(ceiling(broker, n))
             for shape in shape_names:
-                for case in (tasktronaut(broker, shape, n), hand_written(broker, shape, n)):
-                    if case is not None:
-                        cases.append(case)
-                        print(describe(case), flush=True)
+                add(tasktronaut(broker, shape, n))
+                add(hand_written(broker, shape, n))
+                if broker == "redis" and n in rq_sizes:
+                    add(rq_predecessor(shape, n))
     return cases
 
 
@@ -244,7 +303,7 @@ def report(
             [
                 c.broker, c.shape, f"{c.n:,}", c.variant, fmt(c.build, 3), fmt(c.enqueue, 3),
                 fmt(c.total), fmt(c.per_second, 0), fmt(ratio), fmt(vs_canvas),
-                f"{c.messages:,}", f"{c.message_bytes / 1024:,.0f}", f"{c.largest:,}",
+                *message_cells(c),
                 fmt(c.client_mb, 1), fmt(c.worker_mb, 1),
             ]
         )  # fmt: skip
@@ -254,8 +313,8 @@ def report(
     ]  # fmt: skip
     redis_version = redis.Redis.from_url(STATS_URL).info()["redis_version"]
     lines = [
-        "Benchmarks",
-        "==========",
+        "Results",
+        "-------",
         "",
         f"Measured {datetime.date.today().isoformat()} with ``{command}`` on "
         f"{platform.machine()} with {os.cpu_count()} cores ({_cpu_model()}), Python "
@@ -301,6 +360,13 @@ def report(
     return "\n".join(lines) + "\n"
 
 
+def message_cells(case: Case) -> list[str]:
+    """Message count, KB and largest size; RQ keeps jobs in Redis hashes, not messages."""
+    if case.variant == "rq 0.3":
+        return ["n/a", "n/a", "n/a"]
+    return [f"{case.messages:,}", f"{case.message_bytes / 1024:,.0f}", f"{case.largest:,}"]
+
+
 def _cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -314,14 +380,24 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--shapes", default=",".join(shapes.SHAPES))
     parser.add_argument("--build-sizes", default="1000,10000,100000")
+    parser.add_argument(
+        "--rq-sizes", default="", help="also run tasktronaut 0.3 on RQ at these sizes"
+    )
+    parser.add_argument("--rabbitmq-sizes", default="100,1000")
     parser.add_argument("--output", default=str(REPOSITORY / "docs" / "benchmarks-results.rst"))
     arguments = parser.parse_args()
     command = "python -m benchmarks.run " + " ".join(sys.argv[1:])
     build_costs = {n: build_cost(n) for n in map(int, arguments.build_sizes.split(","))}
+
+    def numbers(text: str) -> list[int]:
+        return [int(n) for n in text.split(",") if n]
+
     cases = run_all(
         arguments.brokers.split(","),
-        [int(n) for n in arguments.sizes.split(",")],
+        numbers(arguments.sizes),
         arguments.shapes.split(","),
+        numbers(arguments.rq_sizes),
+        numbers(arguments.rabbitmq_sizes),
     )
     Path(arguments.output).write_text(report(cases, build_costs, command.strip()))
     print(f"report written to {arguments.output}")

@@ -24,7 +24,11 @@ extensions = [
     "sphinxcontrib.mermaid",
 ]
 
-exclude_patterns = ["_build", "requirements.txt"]
+exclude_patterns = [
+    "_build",
+    "requirements.txt",
+    "benchmarks-results.rst",
+]  # included by benchmarks.rst
 templates_path: list[str] = []
 
 # No intersphinx: the build must not need the network.

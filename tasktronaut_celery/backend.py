@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from celery import Celery
+from celery.exceptions import TimeLimitExceeded
 
 from tasktronaut.process import Process
 
@@ -25,7 +26,7 @@ from .plan import Plan, decode_plan, encode_plan, plan_process
 from .run import Run
 from .runner import Runner
 from .store import RunState
-from .stores import check_app, store_for
+from .stores import check_app, joins_chords_natively, store_for
 
 if TYPE_CHECKING:
     from celery import Task
@@ -63,7 +64,9 @@ class CeleryBackend:
     exactly what you would write by hand; larger ones are dispatched by the
     workers one action at a time, so that no message grows with the process
     (a chain carries its whole remainder in every message). ``None`` sends
-    every process as canvas, ``0`` none.
+    every process as canvas, ``0`` none. By default the limit is 32 actions on
+    result backends that join chords themselves (Redis, the embedded memory
+    cache) and 0 on database backends, whose chords are joined by polling.
     """
 
     def __init__(
@@ -71,9 +74,11 @@ class CeleryBackend:
         app: Celery,
         *,
         control_queue: str | None = None,
-        canvas_limit: int | None = DEFAULT_CANVAS_LIMIT,
+        canvas_limit: int | Literal["auto"] | None = "auto",
     ) -> None:
         check_app(app)
+        if canvas_limit == "auto":
+            canvas_limit = DEFAULT_CANVAS_LIMIT if joins_chords_natively(app) else 0
         self.app = app
         """The Celery app the runs go to and the runner tasks are registered on."""
         self.control_queue = control_queue
@@ -153,23 +158,36 @@ class CeleryBackend:
         def runner(task: Task) -> Runner:
             return _backends[task.app].runner
 
-        @self.app.task(name=START_TASK, **_TASK_OPTIONS)
+        class RunnerTask(self.app.Task):  # type: ignore[name-defined,misc]
+            """Tasktronaut's tasks: they notice when Celery kills a step."""
+
+            def on_failure(
+                self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+            ) -> None:
+                # Celery calls this in the worker's main process when it fails a task
+                # itself, e.g. at a hard time limit: the step never got to say so.
+                if isinstance(exc, TimeLimitExceeded) and self.name == STEP_TASK:
+                    runner(self).step_killed(kwargs.get("run"), kwargs.get("step"), exc)
+
+        options = {**_TASK_OPTIONS, "base": RunnerTask}
+
+        @self.app.task(name=START_TASK, **options)
         def start(task: Task, run: str) -> None:
             runner(task).start(run)
 
-        @self.app.task(name=STEP_TASK, **_TASK_OPTIONS)
+        @self.app.task(name=STEP_TASK, **options)
         def step(task: Task, run: str, step: str) -> None:
             runner(task).step(task, run, step)
 
-        @self.app.task(name=BEGIN_TASK, **_TASK_OPTIONS)
+        @self.app.task(name=BEGIN_TASK, **options)
         def begin(task: Task, run: str, begin: str) -> None:
             runner(task).begin(run, begin)
 
-        @self.app.task(name=JOIN_TASK, **_TASK_OPTIONS)
+        @self.app.task(name=JOIN_TASK, **options)
         def join(task: Task, run: str, join: str) -> None:
             runner(task).join(run, join)
 
-        @self.app.task(name=CANCEL_TASK, **_TASK_OPTIONS)
+        @self.app.task(name=CANCEL_TASK, **options)
         def cancel(task: Task, run: str) -> None:
             runner(task).fire_cancelled(run)
 

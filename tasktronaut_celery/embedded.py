@@ -69,7 +69,7 @@ class EmbeddedBackend(CeleryBackend):
         canvas_limit: int | None = DEFAULT_CANVAS_LIMIT,
     ) -> None:
         name = f"tasktronaut-embedded-{uuid.uuid4().hex[:8]}"
-        app = Celery(name, broker="memory://", backend="cache+memory://")
+        app = Celery(name, broker="memory://localhost/", backend="cache+memory://")
         app.conf.update(
             broker_transport_options={"polling_interval": polling_interval},
             task_default_queue=name,  # embedded apps in one process must not share a queue

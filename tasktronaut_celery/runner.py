@@ -187,6 +187,22 @@ class Runner:
             raise task.retry(exc=error, countdown=countdown, max_retries=max_retries)
         self._fail_step(plan, run_id, step, record, error)
 
+    def step_killed(self, run_id: object, path: object, error: Exception) -> None:
+        """Fail the run of a step that Celery killed (a hard time limit), if it is ours."""
+        if not isinstance(run_id, str) or not isinstance(path, str):
+            return
+        try:
+            plan = self.plan(run_id)
+        except Reject:
+            return
+        step = plan.steps.get(path)
+        if step is None:
+            return
+        record = self._store.step(run_id, path) or StepRecord(StepState.STARTED)
+        failed = record.moved_to(StepState.FAILURE, finished_at=now(), error=describe_error(error))
+        self._store.put_step(run_id, path, failed)
+        self._fail_run(plan, run_id, path, step.method, error)
+
     def cancel(self, run_id: str, reason: str, step: str | None = None) -> bool:
         """End the run as CANCELLED and fire ``on_cancelled``; ``False`` if it had ended."""
         if not self._store.finish(run_id, RunState.CANCELLED, step=step, error=reason):

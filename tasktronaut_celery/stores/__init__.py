@@ -31,6 +31,16 @@ def backend_scheme(app: Celery) -> str:
     return url.partition("://")[0].lower() if "://" in url else url.lower()
 
 
+def joins_chords_natively(app: Celery) -> bool:
+    """Whether the app's result backend counts chord members itself (Redis, memory cache).
+
+    Database backends join a chord by polling its members' results once a
+    second (Celery's ``chord_unlock``), which adds up to a second per chord.
+    """
+    scheme = backend_scheme(app)
+    return scheme in _REDIS_SCHEMES or scheme in _MEMORY_SCHEMES
+
+
 def check_app(app: Celery) -> None:
     """Refuse an app whose result backend cannot hold run state, saying what to configure."""
     scheme = backend_scheme(app)

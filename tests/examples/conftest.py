@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
-from celery import Celery
 
-from tests.integration.services import answers, redis_db
+from tests.integration.services import redis_db
+from tests.support import celery_worker, require, unavailable, wait_until
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -38,19 +33,6 @@ BROKER = redis_db(13)
 RESULTS = redis_db(14)
 FLASK_WORKER = "flask-example@localhost"
 ENDED = ("SUCCESS", "FAILURE", "CANCELLED")
-
-
-def unavailable(message: str) -> None:
-    """Skip the test, or fail it on CI, where every service and package must be there."""
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def require(url: str, name: str) -> None:
-    """Skip (fail on CI) unless the service at ``url`` answers."""
-    if not answers(url):
-        unavailable(f"{name} does not answer at {url}")
 
 
 def require_modules(*names: str) -> None:
@@ -76,20 +58,6 @@ def free_port() -> int:
         return port
 
 
-def wait_until(check: Callable[[], T | None], timeout: float, what: str) -> T:
-    """Poll ``check`` until it returns something truthy and return that, or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    pause = 0.05
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.5)
-
-
 def wait_for_end(progress: Callable[[], dict[str, Any]], timeout: float = 60) -> dict[str, Any]:
     """Poll ``progress`` (a run's progress JSON) until the run has ended; return the last answer."""
 
@@ -98,46 +66,6 @@ def wait_for_end(progress: Callable[[], dict[str, Any]], timeout: float = 60) ->
         return answer if answer["state"] in ENDED else None
 
     return wait_until(ended, timeout, "the run ending")
-
-
-@contextmanager
-def running(
-    command: list[str], cwd: Path, env: dict[str, str]
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``command`` for the duration of the block, then SIGTERM it and wait for it to exit."""
-    process = subprocess.Popen(command, cwd=cwd, env=env)
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@contextmanager
-def celery_worker(
-    app: str, name: str, cwd: Path, env: dict[str, str]
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``celery -A app worker -P prefork -c 2 -E`` in ``cwd``, once it answers pings."""
-    command = [
-        sys.executable, "-m", "celery", "-A", app, "worker", "-P", "prefork", "-c", "2", "-E",
-        "-n", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
-    with running(command, cwd, env) as worker:
-        client = Celery("ping", broker=env["CELERY_BROKER_URL"])
-
-        def answered() -> bool:
-            assert worker.poll() is None, f"the worker exited while starting ({worker.returncode})"
-            return bool(client.control.ping(destination=[name], timeout=1.0))
-
-        try:
-            wait_until(answered, 60, f"the worker {name} answering pings")
-        finally:
-            client.close()
-        yield worker
 
 
 @pytest.fixture(scope="module")
@@ -163,5 +91,5 @@ def flask_app() -> Iterator[Flask]:
 def flask_worker(flask_app: Flask) -> Iterator[None]:
     """``celery -A make_celery worker`` running in the Flask example's directory."""
     env = {**os.environ, "CELERY_BROKER_URL": BROKER, "CELERY_RESULT_BACKEND": RESULTS}
-    with celery_worker("make_celery", FLASK_WORKER, FLASK_APP, env):
+    with celery_worker("make_celery", FLASK_WORKER, FLASK_APP, env, BROKER):
         yield

@@ -20,19 +20,9 @@ from typing import Any
 import pytest
 
 from tests.databases import SERVER_URL, postgres_url
+from tests.support import celery_worker, require, running, wait_until
 
-from .conftest import (
-    BROKER,
-    DJANGO_PROJECT,
-    celery_worker,
-    flush,
-    free_port,
-    require,
-    require_modules,
-    running,
-    wait_for_end,
-    wait_until,
-)
+from .conftest import BROKER, DJANGO_PROJECT, flush, free_port, require_modules, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +71,7 @@ def site() -> Iterator[str]:
     # and processes), the worker knows FulfilOrder only through orders/tasks.py.
     worker_env = {**env, "CELERY_SKIP_CHECKS": "1"}
     with (
-        celery_worker("proj", "django-example@localhost", DJANGO_PROJECT, worker_env),
+        celery_worker("proj", "django-example@localhost", DJANGO_PROJECT, worker_env, BROKER),
         running(server, DJANGO_PROJECT, env) as runserver,
     ):
         url = f"http://127.0.0.1:{port}"

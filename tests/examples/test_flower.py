@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from celery import states
 
+from tests.support import running, wait_until
+
 from .conftest import (
     BROKER,
     FLASK_APP,
@@ -21,9 +23,7 @@ from .conftest import (
     RESULTS,
     free_port,
     require_modules,
-    running,
     wait_for_end,
-    wait_until,
 )
 
 if TYPE_CHECKING:

@@ -8,7 +8,6 @@ overlap); the ``celery worker`` subprocess tests start their own.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -17,22 +16,13 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
 from tasktronaut_celery import CeleryBackend
+from tests.support import require
 
 from .recorder import Recorder, install, uninstall
-from .services import BROKERS, EVENTS, RESULTS, answers
+from .services import BROKERS, EVENTS, RESULTS
 from .worker_app import make_app
 
 WORKER_QUEUES = ["celery", "special"]
-
-
-def require(url: str, name: str) -> None:
-    """Skip (fail on CI) unless the service at ``url`` answers."""
-    if answers(url):
-        return
-    message = f"{name} does not answer at {url}"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -280,3 +280,17 @@ class TimeLimited(ProcessDefinition):
 
     def never(self) -> None:
         pass
+
+
+class HardLimited(ProcessDefinition):
+    """A step that overruns its hard time limit: the worker kills it."""
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.overrun, time_limit=1)
+        builder.task(self.never)
+
+    def overrun(self) -> None:
+        time.sleep(30)
+
+    def never(self) -> None:
+        pass

@@ -11,9 +11,9 @@ from celery.contrib.testing.worker import start_worker
 from examples import user_guide
 from tasktronaut_celery import CeleryBackend, ProcessFailed, RunState, StepState
 from tests.databases import SERVER_URL, configure_django, postgres_url
+from tests.support import require
 
 from . import processes
-from .conftest import require
 from .order import check_run
 from .recorder import Recorder
 from .services import BROKERS

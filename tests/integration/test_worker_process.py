@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import celery
 import pytest
 from celery import Celery
 
 from examples import user_guide
 from tasktronaut import Builder, ProcessDefinition
 from tasktronaut_celery import CeleryBackend, ProcessFailed, RunState
+from tests.support import celery_worker
 
 from . import processes
 from .order import check_run
@@ -25,6 +25,7 @@ from .services import BROKERS
 from .worker_app import make_app
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+CELERY_VERSION = tuple(int(part) for part in celery.__version__.split(".")[:2])
 WORKER_NAME = "tasktronaut-subprocess@localhost"
 
 
@@ -47,27 +48,10 @@ def worker_process(app: Celery, client: CeleryBackend) -> Iterator[subprocess.Po
         "TASKTRONAUT_TEST_WORKER": "1",
         "PYTHONPATH": str(REPOSITORY),
     }
-    command = [
-        sys.executable, "-m", "celery", "-A", "tests.integration.worker_app", "worker",
-        "-P", "prefork", "-c", "2", "-E", "-Q", "celery,special",
-        "-n", WORKER_NAME, "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
-    worker = subprocess.Popen(command, cwd=REPOSITORY, env=env)
-    try:
-        for _ in range(60):
-            if app.control.ping(destination=[WORKER_NAME], timeout=1.0):
-                break
-            assert worker.poll() is None, "the worker exited while starting"
-        else:
-            pytest.fail("the celery worker did not answer pings within a minute")
-        yield worker
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+    queues = ("-Q", "celery,special")
+    app_module = "tests.integration.worker_app"
+    with celery_worker(app_module, WORKER_NAME, REPOSITORY, env, BROKERS["redis"], *queues) as w:
+        yield w
 
 
 class NotInWorker(ProcessDefinition):
@@ -117,6 +101,21 @@ def test_a_soft_time_limit_fails_the_step(client: CeleryBackend) -> None:
 
     assert failure.value.step_name == "TimeLimited.overrun"
     assert run.state is RunState.FAILURE
+
+
+@pytest.mark.skipif(
+    CELERY_VERSION < (5, 7),
+    reason="before 5.7 Celery tells a task nothing when it kills it at its hard time limit",
+)
+def test_a_hard_time_limit_fails_the_run(client: CeleryBackend) -> None:
+    """The worker kills the step at its time limit; the run fails there instead of hanging."""
+    run = processes.HardLimited.build().enqueue(client)
+
+    with pytest.raises(ProcessFailed, match="TimeLimitExceeded") as failure:
+        run.wait(timeout=60)
+
+    assert failure.value.step_name == "HardLimited.overrun"
+    assert [s.state.value for s in run.steps()] == ["FAILURE", "SKIPPED"]
 
 
 def test_flower_and_logs_see_steps_under_their_own_names(

@@ -1,0 +1,91 @@
+"""Helpers shared by the test tiers: services that must answer, waiting, subprocesses.
+
+The services must answer: on CI (``CI`` set) a missing one fails the run; on a
+laptop without them the tests that need them are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from celery import Celery
+
+from tests.integration.services import answers
+
+T = TypeVar("T")
+
+
+def unavailable(message: str) -> None:
+    """Skip the test, or fail it on CI, where every service and package must be there."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require(url: str, name: str) -> None:
+    """Skip (fail on CI) unless the service at ``url`` answers."""
+    if not answers(url):
+        unavailable(f"{name} does not answer at {url}")
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll ``check`` until it returns something truthy and return that, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
+@contextmanager
+def running(
+    command: list[str], cwd: Path, env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` for the duration of the block, then SIGTERM it and wait for it to exit."""
+    process = subprocess.Popen(command, cwd=cwd, env=env)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def celery_worker(
+    app: str, name: str, cwd: Path, env: dict[str, str], broker: str, *options: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``celery -A app worker -P prefork -c 2 -E`` in ``cwd``, once it answers pings."""
+    command = [
+        sys.executable, "-m", "celery", "-A", app, "worker", "-P", "prefork", "-c", "2", "-E",
+        "-n", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle", *options,
+    ]  # fmt: skip
+    with running(command, cwd, env) as worker:
+        client = Celery("ping", broker=broker)
+
+        def answered() -> bool:
+            assert worker.poll() is None, f"the worker exited while starting ({worker.returncode})"
+            return bool(client.control.ping(destination=[name], timeout=1.0))
+
+        try:
+            wait_until(answered, 60, f"the worker {name} answering pings")
+        finally:
+            client.close()
+        yield worker
