@@ -21,17 +21,28 @@ from . import shapes
 STATS_URL = os.environ.get("BENCH_STATS_URL", "redis://127.0.0.1:6379/7")
 STATS_KEY = "bench:messages"
 
-app = Celery(
-    "bench",
-    broker=os.environ.get("BENCH_BROKER", "redis://127.0.0.1:6379/5"),
-    backend=os.environ.get("BENCH_RESULTS", "redis://127.0.0.1:6379/6"),
-)
-app.conf.update(
-    broker_connection_retry_on_startup=True,
-    worker_hijack_root_logger=False,
-    result_expires=3600,
-)
-backend = CeleryBackend(app)
+RESULTS_URL = os.environ.get("BENCH_RESULTS", "redis://127.0.0.1:6379/6")
+
+
+def make_app(broker: str) -> Celery:
+    """The benchmark app on ``broker``, with its ``bench.work`` task and Tasktronaut backend."""
+    app = Celery("bench", broker=broker, backend=RESULTS_URL)
+    app.conf.update(
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        result_expires=3600,
+    )
+    CeleryBackend(app)
+
+    @app.task(name="bench.work", ignore_result=True)
+    def work(key: str) -> None:
+        """Count one finished task."""
+        shapes.count(key)
+
+    return app
+
+
+app = make_app(os.environ.get("BENCH_BROKER", "redis://127.0.0.1:6379/5"))
 
 _stats = redis.Redis.from_url(STATS_URL)
 _record = _stats.register_script(
@@ -49,9 +60,3 @@ _record = _stats.register_script(
 def _measure(body: object, headers: dict[str, object], **_: object) -> None:
     """Count the message and add its size: headers and body as the JSON serializer writes them."""
     _record(keys=[STATS_KEY], args=[len(dumps([headers, body]))])
-
-
-@app.task(name="bench.work", ignore_result=True)
-def work(key: str) -> None:
-    """Count one finished task."""
-    shapes.count(key)

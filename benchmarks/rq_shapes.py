@@ -83,16 +83,17 @@ class Batches(Counting):
 
 
 def _nested(level: int) -> type[Counting]:
-    class Nested(Counting):
-        def define_process(self, builder: Builder) -> None:
-            for _ in range(builder.kwargs["n"] // DEPTH):
-                builder.task(self.work)
-            if level + 1 < DEPTH:
-                builder.sub_process(NESTED[level + 1])
+    def define_process(self: Counting, builder: Builder) -> None:
+        for _ in range(builder.kwargs["n"] // DEPTH):
+            builder.task(self.work)
+        if level + 1 < DEPTH:
+            builder.sub_process(NESTED[level + 1])
 
-    Nested.__qualname__ = Nested.__name__ = f"Nested{level}"
-    globals()[Nested.__name__] = Nested  # RQ workers find definitions by module and name
-    return Nested
+    name = f"Nested{level}"
+    namespace = {"define_process": define_process, "__qualname__": name, "__module__": __name__}
+    definition = type(name, (Counting,), namespace)
+    globals()[name] = definition  # RQ workers find definitions by module and name
+    return definition
 
 
 NESTED = [_nested(level) for level in range(DEPTH)]

@@ -30,8 +30,11 @@ import celery
 import kombu
 import redis
 
+from tasktronaut_celery import CeleryBackend
+from tasktronaut_celery.plan import encode_plan, plan_process
+
 from . import shapes
-from .app import STATS_KEY, STATS_URL, app, backend
+from .app import STATS_KEY, STATS_URL, make_app
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 BROKERS = {"redis": "redis://127.0.0.1:6379/5", "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//"}
@@ -75,6 +78,17 @@ def counted(key: str) -> int:
     return int(stats().get(key) or 0)
 
 
+_clients: dict[str, tuple[celery.Celery, CeleryBackend]] = {}
+
+
+def client(broker: str) -> tuple[celery.Celery, CeleryBackend]:
+    """The client side of the benchmark app on ``broker``, and its backend."""
+    if broker not in _clients:
+        app = make_app(BROKERS[broker])
+        _clients[broker] = app, CeleryBackend(app)
+    return _clients[broker]
+
+
 @contextmanager
 def worker(broker: str) -> Iterator[subprocess.Popen[bytes]]:
     """A ``celery -A benchmarks.app worker -P prefork -c 2`` on ``broker``, answering pings."""
@@ -87,7 +101,7 @@ def worker(broker: str) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(command, cwd=REPOSITORY, env=environment)
     try:
         for _ in range(60):
-            if app.control.ping(destination=[name], timeout=1.0):
+            if client(broker)[0].control.ping(destination=[name], timeout=1.0):
                 break
         else:
             raise RuntimeError("the benchmark worker did not start")
@@ -123,17 +137,31 @@ def wait_for(condition: Callable[[], bool], timeout: float = CASE_TIMEOUT) -> bo
 Starter = Callable[[str], tuple[Callable[[], bool], float | None]]
 
 
-def measure(broker: str, shape: str, n: int, variant: str, start: Starter) -> Case:
+def heap_peak_mb(prepare: Callable[[], object]) -> float:
+    """The Python heap peak while ``prepare`` builds what the client would send, in MB.
+
+    Measured in a pass of its own: tracing allocations slows them several-fold,
+    so the timed pass runs without it.
+    """
+    tracemalloc.start()
+    try:
+        prepare()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def measure(
+    broker: str, shape: str, n: int, variant: str, start: Starter, prepare: Callable[[], object]
+) -> Case:
     """Run one case on a fresh worker; ``start`` sends it and returns a 'finished?' check."""
     key = f"bench:done:{uuid.uuid4().hex}"
+    client_mb = heap_peak_mb(prepare)
     with worker(broker) as process:
         reset_counters(key)
-        tracemalloc.start()
         began = time.perf_counter()
         finished, build = start(key)
         enqueued = time.perf_counter()
-        _, client_peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
         done = wait_for(finished)
         ended = time.perf_counter()
         message_stats = {k.decode(): int(v) for k, v in stats().hgetall(STATS_KEY).items()}
@@ -148,13 +176,14 @@ def measure(broker: str, shape: str, n: int, variant: str, start: Starter) -> Ca
             messages=message_stats.get("count", 0),
             message_bytes=message_stats.get("bytes", 0),
             largest=message_stats.get("largest", 0),
-            client_mb=client_peak / 2**20,
+            client_mb=client_mb,
             worker_mb=worker_peak_mb(process),
         )
 
 
 def ceiling(broker: str, n: int) -> Case:
     """N independent ``delay()`` calls of the same work."""
+    app, _ = client(broker)
 
     def start(key: str) -> tuple[Callable[[], bool], None]:
         with app.producer_or_acquire() as producer:
@@ -162,20 +191,39 @@ def ceiling(broker: str, n: int) -> Case:
                 app.tasks["bench.work"].apply_async(kwargs={"key": key}, producer=producer)
         return (lambda: counted(key) >= n), None
 
-    return measure(broker, "independent", n, "delay()", start)
+    def prepare() -> object:
+        return [app.tasks["bench.work"].s(key="x") for _ in range(n)]
+
+    return measure(broker, "independent", n, "delay()", start, prepare)
 
 
 def tasktronaut(broker: str, shape: str, n: int) -> Case:
     """The shape as a Tasktronaut process, built, enqueued and followed to the end."""
+    _, backend = client(broker)
 
     def start(key: str) -> tuple[Callable[[], bool], float]:
         began = time.perf_counter()
         process = shapes.SHAPES[shape].build(n=n, key=key)
         build = time.perf_counter() - began
         run = process.enqueue(backend)
-        return (lambda: run.record.settled_at is not None), build
 
-    return measure(broker, shape, n, "tasktronaut", start)
+        def succeeded() -> bool:
+            record = run.record
+            if record.settled_at is None:
+                return False
+            if record.state.value != "SUCCESS":
+                raise RuntimeError(
+                    f"{shape} run {run.id} ended {record.state.value}: {record.error}"
+                )
+            return True
+
+        return succeeded, build
+
+    def prepare() -> object:
+        process = shapes.SHAPES[shape].build(n=n, key="x")
+        return encode_plan(plan_process(process, backend.canvas_limit), "json")
+
+    return measure(broker, shape, n, "tasktronaut", start, prepare)
 
 
 def hand_written(broker: str, shape: str, n: int) -> Case | None:
@@ -183,6 +231,7 @@ def hand_written(broker: str, shape: str, n: int) -> Case | None:
     is_chain = shape not in ("concurrent", "each-concurrent")
     if is_chain and n > HAND_WRITTEN_CHAIN_LIMIT:
         return None
+    app, _ = client(broker)
 
     def start(key: str) -> tuple[Callable[[], bool], float]:
         began = time.perf_counter()
@@ -191,7 +240,9 @@ def hand_written(broker: str, shape: str, n: int) -> Case | None:
         canvas.apply_async()
         return (lambda: counted(key) >= n), build
 
-    return measure(broker, shape, n, "canvas", start)
+    return measure(
+        broker, shape, n, "canvas", start, lambda: shapes.hand_written(app, shape, n, "x")
+    )
 
 
 RQ_VENV = REPOSITORY / "benchmarks" / ".venv-rq"
@@ -244,12 +295,10 @@ def rq_predecessor(shape: str, n: int) -> Case:
 
 def build_cost(n: int) -> tuple[float, float, int]:
     """Seconds to build and to plan+encode a sequential each of ``n`` steps, and plan bytes."""
-    from tasktronaut_celery.plan import encode_plan, plan_process
-
     began = time.perf_counter()
     process = shapes.EachSequential.build(n=n, key="unused")
     built = time.perf_counter()
-    encoded = encode_plan(plan_process(process, backend.canvas_limit), "json")
+    encoded = encode_plan(plan_process(process, client("redis")[1].canvas_limit), "json")
     return built - began, time.perf_counter() - built, len(encoded.body)
 
 
@@ -259,6 +308,7 @@ def run_all(
     shape_names: list[str],
     rq_sizes: list[int],
     rabbitmq_sizes: list[int],
+    save: Callable[[list[Case]], None],
 ) -> list[Case]:
     cases: list[Case] = []
 
@@ -266,6 +316,7 @@ def run_all(
         if case is not None:
             cases.append(case)
             print(describe(case), flush=True)
+            save(cases)  # a run cut short still leaves its report so far
 
     for broker in brokers:
         for n in rabbitmq_sizes if broker == "rabbitmq" else sizes:
@@ -329,7 +380,8 @@ def report(
         f"because a chain of more than {HAND_WRITTEN_CHAIN_LIMIT:,} steps takes about an hour). "
         "Messages are counted and sized (headers and body as JSON) as they are published, by "
         "the client and the worker alike; *client MB* is the Python heap peak while building "
-        "and enqueueing; *worker MB* the peak resident memory of the busiest worker process.",
+        "(measured in a separate, untimed pass); *worker MB* the peak resident memory of the "
+        "busiest worker process.",
         "",
         ".. list-table::",
         "   :header-rows: 1",
@@ -392,14 +444,17 @@ def main() -> None:
     def numbers(text: str) -> list[int]:
         return [int(n) for n in text.split(",") if n]
 
-    cases = run_all(
+    def save(cases: list[Case]) -> None:
+        Path(arguments.output).write_text(report(cases, build_costs, command.strip()))
+
+    run_all(
         arguments.brokers.split(","),
         numbers(arguments.sizes),
         arguments.shapes.split(","),
         numbers(arguments.rq_sizes),
         numbers(arguments.rabbitmq_sizes),
+        save,
     )
-    Path(arguments.output).write_text(report(cases, build_costs, command.strip()))
     print(f"report written to {arguments.output}")
 
 

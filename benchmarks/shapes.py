@@ -95,17 +95,21 @@ class Batches(Counting):
 
 
 def nested(level: int) -> type[Counting]:
-    """A definition at ``level`` of a ten-deep tower of sub-processes."""
+    """A definition at ``level`` of a ten-deep tower of sub-processes.
 
-    class Nested(Counting):
-        def define_process(self, builder: Builder) -> None:
-            for _ in range(builder.arguments["n"] // DEPTH):
-                builder.task(self.work)
-            if level + 1 < DEPTH:
-                builder.sub_process(NESTED[level + 1])
+    The class is made under its final name, since a definition is registered
+    (and found by workers) under the name it has when its class is created.
+    """
 
-    Nested.__qualname__ = Nested.__name__ = f"Nested{level}"
-    return Nested
+    def define_process(self: Counting, builder: Builder) -> None:
+        for _ in range(builder.arguments["n"] // DEPTH):
+            builder.task(self.work)
+        if level + 1 < DEPTH:
+            builder.sub_process(NESTED[level + 1])
+
+    name = f"Nested{level}"
+    namespace = {"define_process": define_process, "__qualname__": name, "__module__": __name__}
+    return type(name, (Counting,), namespace)
 
 
 NESTED = [nested(level) for level in range(DEPTH)]

@@ -8,6 +8,7 @@ message cannot make a worker load code.
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 from .errors import UnknownDefinitionError
@@ -16,16 +17,23 @@ if TYPE_CHECKING:
     from .definition import ProcessDefinition
 
 _definitions: dict[str, type[ProcessDefinition]] = {}
+_references: weakref.WeakKeyDictionary[type[ProcessDefinition], str] = weakref.WeakKeyDictionary()
 
 
 def reference_of(definition: type[ProcessDefinition]) -> str:
-    """The reference a definition is registered under: ``"module:QualName"``."""
-    return f"{definition.__module__}:{definition.__qualname__}"
+    """The reference a definition is registered under: ``"module:QualName"``.
+
+    It is the name the class had when it was created, even if it was renamed
+    since, so a plan names definitions the way workers know them.
+    """
+    return _references.get(definition) or f"{definition.__module__}:{definition.__qualname__}"
 
 
 def register(definition: type[ProcessDefinition]) -> None:
     """Make ``definition`` resolvable; a class redefined under the same name replaces it."""
-    _definitions[reference_of(definition)] = definition
+    reference = f"{definition.__module__}:{definition.__qualname__}"
+    _references[definition] = reference
+    _definitions[reference] = definition
 
 
 def resolve_definition(reference: str) -> type[ProcessDefinition]:

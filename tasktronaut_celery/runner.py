@@ -94,7 +94,7 @@ class Runner:
         return plan
 
     def start(self, run_id: str) -> None:
-        """Fire the process's ``on_started``, then send the run's canvas."""
+        """Fire the process's ``on_started``, then send its canvas (or its first actions)."""
         plan = self.plan(run_id)
         self._skip_if_finished(run_id, self._store.record(run_id), "start")
         self._store.mark_running(run_id)

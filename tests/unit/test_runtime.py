@@ -318,3 +318,22 @@ def test_default_hooks_log_without_raising(caplog: pytest.LogCaptureFixture) -> 
         "_Wrapped failed executing work [run-9]: ValueError('x')",
         "_Wrapped cancelled [run-9].",
     ]
+
+
+def test_a_definition_renamed_after_creation_keeps_the_reference_workers_know() -> None:
+    """Plans name a definition by the name it was registered under, not a later rename."""
+    from tasktronaut.registry import reference_of, resolve_definition
+
+    def make() -> type[ProcessDefinition]:
+        class Renamed(ProcessDefinition):
+            def define_process(self, builder: Builder) -> None:
+                pass
+
+        return Renamed
+
+    definition = make()
+    registered = reference_of(definition)
+    definition.__qualname__ = "SomethingElse"
+
+    assert reference_of(definition) == registered
+    assert resolve_definition(registered) is definition
