@@ -433,3 +433,28 @@ def test_redis_delete_removes_every_key_of_the_run(redis_client: redis.Redis) ->
     store.delete(RUN)
 
     assert run_keys(redis_client, RUN) == {}
+
+
+def test_arrivals_are_counted_once_per_member(store: RunStore) -> None:
+    """A member arriving twice (a redelivered message) counts once; chords count apart."""
+    store.create(RUN, PLAN)
+
+    counts = [store.arrive(RUN, "join:1", member) for member in (0, 1, 1, 2)]
+
+    assert counts == [1, 2, 2, 3]
+    assert store.arrive(RUN, "step:4", 0) == 1
+
+
+def test_arrivals_for_an_unknown_run_count_nothing(store: RunStore) -> None:
+    """Arriving at a chord of a run that does not exist stores nothing and says 0."""
+    assert store.arrive("no-such-run", "join:1", 0) == 0
+
+
+def test_concurrent_arrivals_are_all_counted(store: RunStore) -> None:
+    """Of twenty members arriving at once, at least one sees all twenty (and sends the body)."""
+    store.create(RUN, PLAN)
+
+    counts = race(20, lambda member: store.arrive(RUN, "join:1", member))
+
+    assert max(counts) == 20
+    assert store.arrive(RUN, "join:1", 0) == 20
