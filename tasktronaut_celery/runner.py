@@ -139,6 +139,7 @@ class Runner:
         running = self._skip_if_finished(run_id, run, f"step {path}")
         if previous is not None and previous.state is StepState.SUCCESS:
             logger.info("run %s: step %s already succeeded; not running it again", run_id, path)
+            self._advance(plan, run_id, Step(path), again=True)  # its worker may have died first
             return
         attempt = task.request.retries + 1
         if not running:
@@ -162,13 +163,11 @@ class Runner:
             self._fail_step(plan, run_id, step, record, setup_error)
         if result.outcome is Outcome.SUCCEEDED:
             finished = record.moved_to(StepState.SUCCESS, finished_at=now())
-            # What follows is sent before SUCCESS is recorded, so that a redelivered
-            # message finding SUCCESS knows there is nothing left to do for it.
-            self._advance(plan, run_id, Step(path))
             self._store.put_step(run_id, path, finished)
             self._settle_control(
                 plan, run_id, path, lambda: self._complete(plan, run_id, step.completes)
             )
+            self._advance(plan, run_id, Step(path))
             return
         error = result.error
         assert error is not None
@@ -226,8 +225,13 @@ class Runner:
         finally:
             self._store.settle(run_id)
 
-    def _advance(self, plan: Plan, run_id: str, action: Action) -> None:
-        """When workers dispatch the run, send what follows ``action``, once."""
+    def _advance(self, plan: Plan, run_id: str, action: Action, again: bool = False) -> None:
+        """When workers dispatch the run, send what follows ``action``.
+
+        ``again`` is for a message delivered once more after its action had
+        succeeded: steps that follow and have already started are not sent again,
+        so a duplicate does not ripple through the rest of the run.
+        """
         if plan.dispatch is not Dispatch.WORKER:
             return  # Celery's chains and chords carry the rest
         following = self._following.get(run_id)
@@ -242,7 +246,13 @@ class Runner:
                 return  # another member's worker, or an earlier delivery, sent the body
             self._send(plan, (then.chord,))
         elif then.start:
-            self._send(plan, then.start)
+            targets = then.start
+            if again:
+                started = self._store.steps(run_id)
+                targets = tuple(
+                    a for a in targets if not (isinstance(a, Step) and a.path in started)
+                )
+            self._send(plan, targets)
 
     def _send(self, plan: Plan, actions: tuple[Action, ...]) -> None:
         """Publish the messages of ``actions`` on one producer connection."""

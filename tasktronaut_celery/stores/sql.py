@@ -76,6 +76,10 @@ class SqlRunStore(RunStore):
         except (IntegrityError, ProgrammingError):  # another process created them meanwhile
             metadata.create_all(self._engine, checkfirst=True)
 
+    def close(self) -> None:
+        """Close the engine's pooled connections."""
+        self._engine.dispose()
+
     @override
     def create(self, run_id: str, plan: EncodedPlan) -> bool:
         row = {

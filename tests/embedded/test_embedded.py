@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+import time
+from typing import Any, ClassVar
 
 import pytest
+from celery.signals import before_task_publish, task_postrun
 
-from tasktronaut import ProcessDefinition
+from tasktronaut import Builder, Context, ProcessDefinition
 from tasktronaut_celery import (
     EmbeddedBackend,
     ProcessCancelled,
@@ -14,6 +17,7 @@ from tasktronaut_celery import (
     RunState,
     StepState,
 )
+from tasktronaut_celery.canvas import step_signature
 from tests.guide_cases import GUIDE, GUIDE_IDS
 from tests.integration import processes
 from tests.integration.order import must_precede
@@ -85,3 +89,57 @@ def test_two_embedded_backends_share_a_process_without_crosstalk(
         assert mine.wait(timeout=30).state is RunState.SUCCESS
     assert other.store.record(mine.id) is None
     assert embedded.store.record(theirs.id) is None
+
+
+class Redelivered(ProcessDefinition):
+    """A first step, then a second that waits until the test lets it finish."""
+
+    gate = threading.Event()
+    second_runs: ClassVar[list[str]] = []
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.first)
+        builder.task(self.second)
+
+    def first(self) -> None:
+        pass
+
+    def second(self, context: Context) -> None:
+        Redelivered.second_runs.append(context.process_id)
+        Redelivered.gate.wait(10)
+
+
+def test_a_succeeded_step_delivered_again_does_not_run_what_follows_twice() -> None:
+    """A duplicate of a finished step's message (a redelivery) starts nothing twice."""
+    with EmbeddedBackend(canvas_limit=0) as backend:
+        run = Redelivered.build().enqueue(backend)
+        deadline = time.monotonic() + 10
+        while [s.state for s in run.steps()] != [StepState.SUCCESS, StepState.STARTED]:
+            assert time.monotonic() < deadline, run.steps()
+            time.sleep(0.01)
+
+        handled = threading.Event()
+        published: list[str] = []
+
+        def on_publish(headers: dict[str, Any], **_: Any) -> None:
+            published.append(str(headers.get("id")))
+
+        def on_postrun(task_id: str, **_: Any) -> None:
+            if task_id == "duplicate":
+                handled.set()
+
+        before_task_publish.connect(on_publish, weak=False)
+        task_postrun.connect(on_postrun, weak=False)
+        try:
+            plan = backend.runner.plan(run.id)
+            step_signature(backend.app, plan, "0").set(task_id="duplicate").apply_async()
+            assert handled.wait(10), "the duplicate message was never handled"
+        finally:
+            task_postrun.disconnect(on_postrun)
+            before_task_publish.disconnect(on_publish)
+        assert published == ["duplicate"]  # the step that follows was not sent again
+        Redelivered.gate.set()
+        run.wait(timeout=10)
+
+    assert Redelivered.second_runs.count(run.id) == 1
+    assert [s.attempts for s in run.steps()] == [1, 1]

@@ -49,6 +49,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[RunStore]:
             for table in (sql.runs, sql.claims, sql.steps):
                 connection.execute(table.delete())
         yield store
+        store.close()
         engine.dispose()
     else:
         configure_django()
