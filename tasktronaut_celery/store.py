@@ -169,6 +169,20 @@ class RunStore(ABC):
         """The records of every step that has started, by path."""
 
 
+UNFINISHED_STATES = (RunState.PENDING.value, RunState.RUNNING.value)
+
+
+def finished_fields(
+    state: RunState, step: str | None, error: str | None, settled: bool
+) -> dict[str, Any]:
+    """The columns a database store sets when a run ends."""
+    finished_at = now()
+    fields = {"state": state.value, "finished_at": finished_at, "step": step, "error": error}
+    if settled:
+        fields["settled_at"] = finished_at
+    return fields
+
+
 def now() -> float:
     """Wall-clock time as stored in records (seconds since the epoch)."""
     return time.time()

@@ -18,9 +18,15 @@ from sqlalchemy.exc import IntegrityError, ProgrammingError
 from typing_extensions import override
 
 from ..plan import EncodedPlan
-from ..store import RunRecord, RunState, RunStore, StepRecord, now
-
-_UNFINISHED = (RunState.PENDING.value, RunState.RUNNING.value)
+from ..store import (
+    UNFINISHED_STATES,
+    RunRecord,
+    RunState,
+    RunStore,
+    StepRecord,
+    finished_fields,
+    now,
+)
 
 metadata = sa.MetaData()
 
@@ -139,14 +145,11 @@ class SqlRunStore(RunStore):
         error: str | None = None,
         settled: bool = False,
     ) -> bool:
-        finished_at = now()
-        values = {"state": state.value, "finished_at": finished_at, "step": step, "error": error}
-        if settled:
-            values["settled_at"] = finished_at
+        values = finished_fields(state, step, error, settled)
         with self._engine.begin() as connection:
             result = connection.execute(
                 runs.update()
-                .where(runs.c.run_id == run_id, runs.c.state.in_(_UNFINISHED))
+                .where(runs.c.run_id == run_id, runs.c.state.in_(UNFINISHED_STATES))
                 .values(**values)
             )
         return result.rowcount == 1

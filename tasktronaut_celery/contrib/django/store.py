@@ -9,10 +9,16 @@ from django.db import IntegrityError, transaction
 from typing_extensions import override
 
 from ...plan import EncodedPlan
-from ...store import RunRecord, RunState, RunStore, StepRecord, now
+from ...store import (
+    UNFINISHED_STATES,
+    RunRecord,
+    RunState,
+    RunStore,
+    StepRecord,
+    finished_fields,
+    now,
+)
 from .models import ArrivalRow, ClaimRow, RunRow, StepRow
-
-_UNFINISHED = (RunState.PENDING.value, RunState.RUNNING.value)
 
 
 class DjangoRunStore(RunStore):
@@ -70,11 +76,10 @@ class DjangoRunStore(RunStore):
         error: str | None = None,
         settled: bool = False,
     ) -> bool:
-        finished_at = now()
-        values = {"state": state.value, "finished_at": finished_at, "step": step, "error": error}
-        if settled:
-            values["settled_at"] = finished_at
-        changed = RunRow.objects.filter(run_id=run_id, state__in=_UNFINISHED).update(**values)
+        values = finished_fields(state, step, error, settled)
+        changed = RunRow.objects.filter(run_id=run_id, state__in=UNFINISHED_STATES).update(
+            **values
+        )
         return bool(changed == 1)
 
     @override
