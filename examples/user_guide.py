@@ -133,6 +133,23 @@ class ProcessWithArguments(ProcessDefinition):
         logger.info("processing %s x %d (%s)", name, count, sorted(kwargs))
 
 
+class ProcessWithSensitiveArguments(ProcessDefinition):
+    """A password and a token that errors, worker logs and Flower never show."""
+
+    sensitive_arguments = ("password", "api_token")
+
+    def define_process(self, builder: Builder) -> None:
+        builder.expected_arguments(username=str, password=str, api_token=str)
+        builder.task(self.create_account)
+        builder.task(self.register_with_partner)
+
+    def create_account(self, username: str, password: str) -> None:
+        logger.info("creating the account of %s", username)
+
+    def register_with_partner(self, username: str, api_token: str) -> None:
+        logger.info("registering %s with the partner", username)
+
+
 class ConditionalProcess(ProcessDefinition):
     """Steps included or left out by boolean options given to ``build(options=...)``."""
 
@@ -297,6 +314,10 @@ def main() -> None:
         (
             ProcessWithArguments,
             {"name": "report", "count": "3", "date": "2024-01-31", "tags": ["a"]},
+        ),
+        (
+            ProcessWithSensitiveArguments,
+            {"username": "ada", "password": "correct horse", "api_token": "tok-123456"},
         ),
         (ConditionalProcess, {}),
         (IterativeProcess, {"files": ["a.csv", "b.csv"]}),

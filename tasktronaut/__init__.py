@@ -20,12 +20,14 @@ from .errors import (
     InvalidTaskOptionsError,
     NonRetryableProcessError,
     ProcessError,
+    RedactedError,
     TasktronautError,
     UnknownDefinitionError,
 )
 from .nodes import BlockNode, ExecutionMode, ProcessNode, TaskNode
 from .options import TaskOptions
 from .process import Process
+from .sensitive import redact
 
 __all__ = [
     "Backend",
@@ -45,9 +47,11 @@ __all__ = [
     "ProcessDefinition",
     "ProcessError",
     "ProcessNode",
+    "RedactedError",
     "TaskNode",
     "TaskOptions",
     "TasktronautError",
     "UnknownDefinitionError",
+    "redact",
     "task",
 ]

@@ -17,16 +17,20 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from .errors import InvalidArgumentsError
+from .sensitive import NO_REDACTION, Redactor
 
 
 def validate_arguments(
-    process: str, arguments: Mapping[str, Any], expected: Mapping[str, Any]
+    process: str,
+    arguments: Mapping[str, Any],
+    expected: Mapping[str, Any],
+    redactor: Redactor = NO_REDACTION,
 ) -> dict[str, Any]:
     """``arguments`` with every expected one validated; raises one error listing all problems.
 
     A type of ``None`` accepts any value. An argument whose type admits ``None``
     may be omitted and is then ``None``. Arguments not named in ``expected`` pass
-    through unchanged.
+    through unchanged. The problems show sensitive values as ``redactor`` hides them.
     """
     validated = dict(arguments)
     problems: dict[str, str] = {}
@@ -42,7 +46,7 @@ def validate_arguments(
         try:
             validated[name] = _adapter(expected_type).validate_python(arguments[name])
         except ValidationError as error:
-            problems[name] = _describe(error, arguments[name], expected_type)
+            problems[name] = _describe(error, redactor, name, arguments[name], expected_type)
     if problems:
         raise InvalidArgumentsError(process, problems)
     return validated
@@ -90,9 +94,12 @@ def _adapter(expected_type: Any) -> TypeAdapter[Any]:
         return TypeAdapter(expected_type)
 
 
-def _describe(error: ValidationError, value: Any, expected_type: Any) -> str:
+def _describe(
+    error: ValidationError, redactor: Redactor, name: str, value: Any, expected_type: Any
+) -> str:
     details = "; ".join(
         (".".join(str(part) for part in item["loc"]) + ": " if item["loc"] else "") + item["msg"]
         for item in error.errors()
     )
-    return f"expected {type_name(expected_type)}, got {value!r}: {details}"
+    shown = redactor.shown(name, value)
+    return f"expected {type_name(expected_type)}, got {shown}: {redactor.text(details)}"

@@ -30,6 +30,7 @@ from .nodes import BlockNode, ExecutionMode, Node, ProcessNode, TaskNode, child_
 from .options import TaskOptions, TaskOptionsKwargs
 from .process import Process
 from .scope import Arguments
+from .sensitive import Redactor, masked, sensitive_arguments_of
 
 MAX_SUB_PROCESS_DEPTH = 50
 _IDENTIFIER = re.compile(r"[\w.:@+-]{1,200}")
@@ -54,12 +55,21 @@ class _OpenBlock:
 
 @dataclass(eq=False)
 class _BuildState:
-    """What every builder of one build shares."""
+    """What every builder of one build shares.
+
+    ``sensitive`` gathers the names marked by each definition as it is built;
+    the arguments of the build hold it to mask their ``repr``.
+    """
 
     identifier: str
     options: Mapping[str, Any]
     chain: list[str] = field(default_factory=list)
     finished: bool = False
+    sensitive: set[str] = field(default_factory=set)
+
+    def redactor(self, arguments: Mapping[str, Any]) -> Redactor:
+        """Hides the sensitive values among ``arguments`` in build errors."""
+        return Redactor.of(self.sensitive, [arguments])
 
     def process_node(
         self,
@@ -76,6 +86,7 @@ class _BuildState:
                 f"sub-processes nested more than {MAX_SUB_PROCESS_DEPTH} deep "
                 f"({' > '.join(self.chain[:4])} > ...); does a definition include itself?"
             )
+        self.sensitive.update(sensitive_arguments_of(definition))
         self.chain.append(definition.__qualname__)
         where = " > ".join(self.chain) + (f" (at {path})" if path else "")
         block = _OpenBlock(path)
@@ -114,7 +125,9 @@ def build_process(
     if options is not None and not isinstance(options, Mapping):
         raise InvalidStepError(f"{name}: options must be a mapping of names to booleans")
     state = _BuildState(identifier, MappingProxyType(dict(options or {})))
-    root = state.process_node(definition, "", Arguments(arguments), None)
+    root = state.process_node(
+        definition, "", Arguments(arguments, sensitive=state.sensitive), None
+    )
     state.finished = True
     return Process(identifier=identifier, root=root, options=state.options)
 
@@ -226,9 +239,14 @@ class Builder:
             )
         index, path = self._block.reserve()
         inherited = self._description if description is None else description
-        self._block.children[index] = self._state.process_node(
-            definition, path, self._arguments, inherited
-        )
+        try:
+            node = self._state.process_node(definition, path, self._arguments, inherited)
+        except Exception:
+            # define_process may catch this error and go on: free the slot, or the
+            # paths of later siblings would skip it and find() would miss them.
+            del self._block.children[index]
+            raise
+        self._block.children[index] = node
 
     def expected_arguments(self, **types: Any) -> None:
         """Validate the arguments in scope against ``types`` and use the coerced values.
@@ -237,7 +255,8 @@ class Builder:
         omitted. All problems are raised together, naming the process.
         """
         self._check_usable("expected_arguments")
-        validated = validate_arguments(self._where, self._arguments, types)
+        redactor = self._state.redactor(self._arguments)
+        validated = validate_arguments(self._where, self._arguments, types, redactor)
         changed = {
             k: v
             for k, v in validated.items()
@@ -357,9 +376,11 @@ class Builder:
         else:
             arguments, description = value, None
         if not isinstance(arguments, Mapping) or not all(isinstance(k, str) for k in arguments):
+            redactor = self._state.redactor(self._arguments)
+            shown = redactor.text(repr(masked(value, redactor.names)))
             raise InvalidStepError(
                 f"{self._where}: {what} must be a dict of arguments or a "
-                f"(dict, description) tuple, not {value!r:.200}"
+                f"(dict, description) tuple, not {shown:.200}"
             )
         return arguments, description
 

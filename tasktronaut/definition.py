@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -18,6 +18,7 @@ from . import registry
 from .errors import DefinitionError, UnknownDefinitionError
 from .nodes import ExecutionMode
 from .options import TaskOptions
+from .sensitive import redact, sensitive_arguments_of
 
 if TYPE_CHECKING:
     from .builder import Builder
@@ -38,13 +39,20 @@ class ProcessDefinition:
     ``process_execution_mode`` sets whether the top-level steps run one after
     another (the default) or concurrently; ``task_options`` sets defaults for
     every step of this definition (``@task(...)`` and ``builder.task(...)``
-    override them per step).
+    override them per step); ``sensitive_arguments`` names the arguments whose
+    values Tasktronaut never shows.
     """
 
     process_execution_mode: ClassVar[ExecutionMode] = ExecutionMode.SEQUENTIAL
     """How the top-level steps run; also the mode of the block it adds as a sub-process."""
     task_options: ClassVar[TaskOptions] = TaskOptions()
     """Defaults for every step of this definition (retries, queue, time limits...)."""
+    sensitive_arguments: ClassVar[Collection[str]] = frozenset()
+    """Names of arguments (passwords, tokens) whose values are hidden in errors, logs and Flower.
+
+    A name marked by any definition of a process, or of its sub-processes, is
+    sensitive for the whole run. Steps still receive the real values.
+    """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -82,9 +90,10 @@ class ProcessDefinition:
     ) -> Iterator[None]:
         """Wraps every step of this definition; an error raised here fails the step."""
         name = type(self).__qualname__
-        logger.info("Executing %r (%s) of %s [%s].", description, step, name, identifier)
+        shown = redact(repr(description))
+        logger.info("Executing %s (%s) of %s [%s].", shown, step, name, identifier)
         yield
-        logger.info("Completed %r (%s) of %s [%s].", description, step, name, identifier)
+        logger.info("Completed %s (%s) of %s [%s].", shown, step, name, identifier)
 
     def on_completed(self, identifier: str) -> None:
         """Called once when every step of the process (or this sub-process) has succeeded."""
@@ -93,7 +102,11 @@ class ProcessDefinition:
     def on_failed(self, identifier: str, step: str, e: Exception) -> None:
         """Called once when ``step`` of the process (or this sub-process) failed for good."""
         logger.error(
-            "%s failed executing %s [%s]: %r", type(self).__qualname__, step, identifier, e
+            "%s failed executing %s [%s]: %s",
+            type(self).__qualname__,
+            step,
+            identifier,
+            redact(repr(e)),
         )
 
     def on_cancelled(self, identifier: str) -> None:
@@ -118,6 +131,7 @@ def _check_definition_class(cls: type[ProcessDefinition]) -> None:
         raise DefinitionError(
             f"{cls.__qualname__}.task_options must be a TaskOptions(...), not {cls.task_options!r}"
         )
+    sensitive_arguments_of(cls)
 
 
 def step_problem(definition: type[ProcessDefinition], method: object) -> str | None:

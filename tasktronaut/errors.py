@@ -15,6 +15,8 @@ Errors about bad input also subclass the matching built-in, so existing
     ├── InvalidTaskOptionsError (ValueError) per-step options out of range
     ├── UnknownDefinitionError (LookupError) a step names a definition or method this
     │                                        Python process does not know
+    ├── RedactedError                        stands in, in logs and task events, for a step's
+    │                                        exception whose text shows a sensitive argument
     └── ProcessError                         raised by steps to steer the run
         ├── NonRetryableProcessError         fail the step now, without retries
         └── CancelProcessError               cancel the whole run
@@ -63,6 +65,15 @@ class InvalidTaskOptionsError(TasktronautError, ValueError):
 
 class UnknownDefinitionError(TasktronautError, LookupError):
     """A step names a definition or method that is not registered in this Python process."""
+
+
+class RedactedError(TasktronautError):
+    """Stands in for an exception whose text shows the value of a sensitive argument.
+
+    Its message is the original's ``TypeName: message`` with the values
+    hidden. A backend raises it where the original would reach its logs and
+    task events; hooks such as ``on_failed`` still receive the original.
+    """
 
 
 class ProcessError(TasktronautError):

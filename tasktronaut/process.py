@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import nodes, render
+from .sensitive import Redactor, sensitive_arguments_of
 
 if TYPE_CHECKING:
     from .backend import Backend
     from .definition import ProcessDefinition
 
 RunT = TypeVar("RunT")
+NodeT = TypeVar("NodeT", bound=nodes.Node)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,27 @@ class Process:
     def definition(self) -> type[ProcessDefinition]:
         """The definition this process was built from."""
         return self.root.definition
+
+    @property
+    def sensitive_arguments(self) -> frozenset[str]:
+        """The argument names marked sensitive by any definition of the process's tree."""
+        return frozenset().union(
+            *(
+                sensitive_arguments_of(node.definition)
+                for node in self.walk()
+                if isinstance(node, nodes.ProcessNode)
+            )
+        )
+
+    def _shown_root(self) -> nodes.ProcessNode:
+        """The tree as pictures show it: sensitive values hidden in its descriptions."""
+        scopes = {
+            id(node.arguments): node.arguments
+            for node in self.walk()
+            if not isinstance(node, nodes.BlockNode)
+        }
+        redactor = Redactor.of(self.sensitive_arguments, scopes.values())
+        return _hide_descriptions(self.root, redactor) if redactor.texts else self.root
 
     def walk(self) -> Iterator[nodes.Node]:
         """Every node of the tree, depth first, in definition order."""
@@ -57,17 +80,25 @@ class Process:
         return sum(1 for _ in self.steps())
 
     def render(self) -> str:
-        """The tree as indented text, one node per line with its path."""
-        return render.as_text(self.root)
+        """The tree as indented text, one node per line with its path; secrets hidden."""
+        return render.as_text(self._shown_root())
 
     def to_mermaid(self) -> str:
-        """The process as a Mermaid flowchart, for docs and pull requests."""
-        return render.as_mermaid(self.root)
+        """The process as a Mermaid flowchart, for docs and pull requests; secrets hidden."""
+        return render.as_mermaid(self._shown_root())
 
     def to_dot(self) -> str:
-        """The process as a Graphviz DOT digraph."""
-        return render.as_dot(self.root)
+        """The process as a Graphviz DOT digraph; secrets hidden."""
+        return render.as_dot(self._shown_root())
 
     def enqueue(self, backend: Backend[RunT]) -> RunT:
         """Start this process on ``backend`` and return the backend's run handle."""
         return backend.enqueue(self)
+
+
+def _hide_descriptions(node: NodeT, redactor: Redactor) -> NodeT:
+    description = None if node.description is None else redactor.text(node.description)
+    if isinstance(node, nodes.TaskNode):
+        return replace(node, description=description)
+    children = tuple(_hide_descriptions(child, redactor) for child in node.children)
+    return replace(node, description=description, children=children)

@@ -5,7 +5,8 @@ A backend resolves which step a message asks for, then hands a
 the :class:`~tasktronaut.Context`, passes the arguments the method accepts, runs
 it inside ``around_task`` and classifies the outcome. The backend decides what
 to do next (retry, stop the run, continue) from that classification, and calls
-the lifecycle hooks through :func:`call_hook`.
+the lifecycle hooks through :func:`call_hook`. Both make the run's
+:class:`~tasktronaut.sensitive.Redactor` the one :func:`~tasktronaut.redact` uses.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import enum
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Literal
 
 from .calling import invoke
 from .context import Context
 from .definition import ProcessDefinition, resolve_step
 from .errors import CancelProcessError, NonRetryableProcessError
+from .scope import Arguments
+from .sensitive import NO_REDACTION, Redactor, redacting
 
 logger = logging.getLogger("tasktronaut")
 
@@ -41,7 +43,7 @@ class Outcome(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class StepCall:
-    """Everything needed to run one attempt of one step."""
+    """Everything needed to run one attempt of one step, and how to hide its run's secrets."""
 
     process_id: str
     definition: type[ProcessDefinition]
@@ -50,6 +52,7 @@ class StepCall:
     description: str | None
     arguments: Mapping[str, Any]
     attempt: int
+    redactor: Redactor = NO_REDACTION
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +75,16 @@ def run_step(call: StepCall) -> StepResult:
         process_id=call.process_id,
         step=call.method,
         description=call.description,
-        kwargs=MappingProxyType(dict(call.arguments)),
+        kwargs=Arguments(call.arguments, sensitive=call.redactor.names),
         attempt=call.attempt,
         definition=instance,
         path=call.path,
     )
     try:
-        with instance.around_task(call.process_id, call.method, call.description, context):
+        with (
+            redacting(call.redactor),
+            instance.around_task(call.process_id, call.method, call.description, context),
+        ):
             invoke(function.__get__(instance), call.arguments, lambda: context)
     except CancelProcessError as error:
         return StepResult(Outcome.CANCELLED, error)
@@ -89,18 +95,27 @@ def run_step(call: StepCall) -> StepResult:
     return StepResult(Outcome.SUCCEEDED)
 
 
-def call_hook(definition: type[ProcessDefinition], hook: Hook, *args: Any) -> None:
+def call_hook(
+    definition: type[ProcessDefinition],
+    hook: Hook,
+    *args: Any,
+    redactor: Redactor = NO_REDACTION,
+) -> None:
     """Call a lifecycle hook on a fresh instance of ``definition``.
 
     ``on_started`` and ``on_completed`` raise like the step they belong to;
-    an error in ``on_failed`` or ``on_cancelled`` is logged, since the run has
-    already ended and there is nothing left for it to fail.
+    an error in ``on_failed`` or ``on_cancelled`` is logged (hiding what
+    ``redactor`` hides), since the run has already ended and there is nothing
+    left for it to fail.
     """
     instance = definition()
-    if hook in ("on_started", "on_completed"):
-        getattr(instance, hook)(*args)
-        return
-    try:
-        getattr(instance, hook)(*args)
-    except Exception:
-        logger.exception("%s.%s raised", definition.__qualname__, hook)
+    with redacting(redactor):
+        if hook in ("on_started", "on_completed"):
+            getattr(instance, hook)(*args)
+            return
+        try:
+            getattr(instance, hook)(*args)
+        except Exception as error:
+            logger.error(
+                "%s.%s raised", definition.__qualname__, hook, exc_info=redactor.exception(error)
+            )

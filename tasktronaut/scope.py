@@ -8,19 +8,34 @@ shared outer arguments are stored once, each item's own values once per item.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
+
+from .sensitive import masked
 
 
 class Arguments(Mapping[str, Any]):
-    """``own`` values over those of ``parent``; same keys in ``own`` win."""
+    """``own`` values over those of ``parent``; same keys in ``own`` win.
 
-    __slots__ = ("_flat", "_own", "_parent")
+    Its ``repr`` masks the values of the ``sensitive`` names (by default, its
+    parent's): during a build, the names marked by the definitions built so
+    far, all of them once the build is done.
+    """
 
-    def __init__(self, own: Mapping[str, Any], parent: Arguments | None = None) -> None:
+    __slots__ = ("_flat", "_own", "_parent", "_sensitive")
+
+    def __init__(
+        self,
+        own: Mapping[str, Any],
+        parent: Arguments | None = None,
+        sensitive: Collection[str] | None = None,
+    ) -> None:
         self._own = dict(own)
         self._parent = parent
         self._flat: dict[str, Any] | None = None
+        if sensitive is None:
+            sensitive = frozenset() if parent is None else parent._sensitive
+        self._sensitive: Collection[str] = sensitive
 
     @property
     def own(self) -> Mapping[str, Any]:
@@ -52,4 +67,4 @@ class Arguments(Mapping[str, Any]):
         return len(self._merged())
 
     def __repr__(self) -> str:
-        return f"Arguments({self._merged()!r})"
+        return f"Arguments({masked(self._merged(), self._sensitive)!r})"

@@ -14,6 +14,8 @@ from .errors import (
     ProcessFailed,
     RunError,
     RunNotFoundError,
+    StepLostError,
+    UnsafeSerializerWarning,
     UnsupportedAppError,
 )
 from .run import Run, StepStatus
@@ -32,7 +34,9 @@ __all__ = [
     "RunNotFoundError",
     "RunRecord",
     "RunState",
+    "StepLostError",
     "StepState",
     "StepStatus",
+    "UnsafeSerializerWarning",
     "UnsupportedAppError",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
-import weakref
+import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
 from celery import Celery
@@ -12,6 +12,7 @@ from celery.exceptions import TimeLimitExceeded
 
 from tasktronaut.process import Process
 
+from .apps import attach, runner_for
 from .canvas import (
     BEGIN_TASK,
     CANCEL_TASK,
@@ -19,14 +20,17 @@ from .canvas import (
     START_TASK,
     STEP_TASK,
     cancel_signature,
+    parse_task_id,
     start_signature,
 )
-from .errors import DuplicateRunError, RunNotFoundError
+from .errors import DuplicateRunError, RunNotFoundError, UnsafeSerializerWarning
+from .messages import message_fields
 from .plan import Plan, decode_plan, encode_plan, plan_process
 from .run import Run
-from .runner import Runner
+from .runner import DEFAULT_MAX_DELIVERIES, Runner
 from .store import RunState
 from .stores import check_app, joins_chords_natively, store_for
+from .undelivered import watch
 
 if TYPE_CHECKING:
     from celery import Task
@@ -49,6 +53,35 @@ _TASK_OPTIONS: dict[str, Any] = {
 }
 
 
+_PICKLE = frozenset({"pickle", "application/x-python-serialize"})
+
+
+def warn_if_pickle_accepted(app: Celery) -> None:
+    """Warn when ``app``'s workers or clients would unpickle what they receive.
+
+    A worker that accepts pickle runs whatever code a message or a stored plan
+    carries, so anyone who can write to the broker or the result backend can
+    run code on it. JSON (Celery's default), msgpack and YAML (safe loader)
+    are safe.
+    """
+    conf = app.conf
+    settings = {
+        "accept_content": conf.accept_content,
+        "result_accept_content": conf.result_accept_content,
+        "task_serializer": [conf.task_serializer],
+        "result_serializer": [conf.result_serializer],
+    }
+    unsafe = sorted(name for name, values in settings.items() if _PICKLE & set(values or ()))
+    if unsafe:
+        warnings.warn(
+            f"Celery app {app.main!r} uses pickle ({', '.join(unsafe)}): anyone who can "
+            "write to its broker or result backend can run code on its workers. Use "
+            "'json' (the default) or 'msgpack' for Tasktronaut's messages and plans.",
+            UnsafeSerializerWarning,
+            stacklevel=3,
+        )
+
+
 class CeleryBackend:
     """Runs Tasktronaut processes on ``app``; create one next to the app, in its module.
 
@@ -67,6 +100,11 @@ class CeleryBackend:
     every process as canvas, ``0`` none. By default the limit is 32 actions on
     result backends that join chords themselves (Redis, the embedded memory
     cache) and 0 on database backends, whose chords are joined by polling.
+
+    A step whose worker is lost mid-run (killed, out of memory) is delivered
+    again by the broker and runs again, up to ``max_deliveries`` times per
+    attempt; after that the run fails with :class:`StepLostError`, so a step
+    that kills its worker every time cannot keep a run going forever.
     """
 
     def __init__(
@@ -75,8 +113,12 @@ class CeleryBackend:
         *,
         control_queue: str | None = None,
         canvas_limit: int | Literal["auto"] | None = "auto",
+        max_deliveries: int = DEFAULT_MAX_DELIVERIES,
     ) -> None:
         check_app(app)
+        warn_if_pickle_accepted(app)
+        if max_deliveries < 1:
+            raise ValueError(f"max_deliveries must be at least 1, not {max_deliveries!r}")
         if canvas_limit == "auto":
             canvas_limit = DEFAULT_CANVAS_LIMIT if joins_chords_natively(app) else 0
         self.app = app
@@ -85,6 +127,8 @@ class CeleryBackend:
         """The queue of the start message, joins, begins and cancel hooks (``None``: default)."""
         self.canvas_limit = canvas_limit
         """The largest process, in actions, sent as Celery canvas."""
+        self.max_deliveries = max_deliveries
+        """How often one attempt of a step may reach a worker before its run fails."""
         self._lock = threading.RLock()
         self._store: RunStore | None = None
         self._runner: Runner | None = None
@@ -108,7 +152,9 @@ class CeleryBackend:
         if self._runner is None:
             with self._lock:
                 if self._runner is None:
-                    self._runner = Runner(self.app, self.store, self.control_queue)
+                    self._runner = Runner(
+                        self.app, self.store, self.control_queue, self.max_deliveries
+                    )
         return self._runner
 
     def enqueue(self, process: Process) -> Run:
@@ -150,13 +196,14 @@ class CeleryBackend:
 
     def _register_tasks(self) -> None:
         """Register the runner tasks once per app; they serve the app's newest backend."""
-        first = self.app not in _backends
-        _backends[self.app] = self
-        if not first:
+        if not attach(self.app, self):
             return
+        watch(self.app)
 
         def runner(task: Task) -> Runner:
-            return _backends[task.app].runner
+            served = runner_for(task.app)
+            assert served is not None, "a runner task of an app no backend serves"
+            return served
 
         class RunnerTask(self.app.Task):  # type: ignore[name-defined,misc]
             """Tasktronaut's tasks: they notice when Celery kills a step."""
@@ -166,31 +213,34 @@ class CeleryBackend:
             ) -> None:
                 # Celery calls this in the worker's main process when it fails a task
                 # itself, e.g. at a hard time limit: the step never got to say so.
-                if isinstance(exc, TimeLimitExceeded) and self.name == STEP_TASK:
-                    runner(self).step_killed(kwargs.get("run"), kwargs.get("step"), exc)
+                if isinstance(exc, TimeLimitExceeded):
+                    target = parse_task_id(self.name, task_id)
+                    if target is not None:
+                        runner(self).fail_from_outside(*target, exc)
 
         options = {**_TASK_OPTIONS, "base": RunnerTask}
 
         @self.app.task(name=START_TASK, **options)
-        def start(task: Task, run: str) -> None:
+        def start(task: Task, *args: Any, **fields: Any) -> None:
+            (run,) = message_fields(task, args, fields, "run")
             runner(task).start(run)
 
         @self.app.task(name=STEP_TASK, **options)
-        def step(task: Task, run: str, step: str) -> None:
-            runner(task).step(task, run, step)
+        def step(task: Task, *args: Any, **fields: Any) -> None:
+            run, path = message_fields(task, args, fields, "run", "step")
+            runner(task).step(task, run, path)
 
         @self.app.task(name=BEGIN_TASK, **options)
-        def begin(task: Task, run: str, begin: str) -> None:
-            runner(task).begin(run, begin)
+        def begin(task: Task, *args: Any, **fields: Any) -> None:
+            run, path = message_fields(task, args, fields, "run", "begin")
+            runner(task).begin(run, path)
 
         @self.app.task(name=JOIN_TASK, **options)
-        def join(task: Task, run: str, join: str) -> None:
-            runner(task).join(run, join)
+        def join(task: Task, *args: Any, **fields: Any) -> None:
+            run, path = message_fields(task, args, fields, "run", "join")
+            runner(task).join(run, path)
 
         @self.app.task(name=CANCEL_TASK, **options)
-        def cancel(task: Task, run: str) -> None:
+        def cancel(task: Task, *args: Any, **fields: Any) -> None:
+            (run,) = message_fields(task, args, fields, "run")
             runner(task).fire_cancelled(run)
-
-
-# The backend each app's runner tasks use: the newest one created on that app.
-_backends: weakref.WeakKeyDictionary[Celery, CeleryBackend] = weakref.WeakKeyDictionary()

@@ -25,6 +25,7 @@ JOIN_TASK = "tasktronaut.join"
 BEGIN_TASK = "tasktronaut.begin"
 START_TASK = "tasktronaut.start"
 CANCEL_TASK = "tasktronaut.cancel"
+RUNNER_TASKS = frozenset({STEP_TASK, JOIN_TASK, BEGIN_TASK, START_TASK, CANCEL_TASK})
 
 _SIGNATURE_OPTIONS = ("queue", "priority", "time_limit", "soft_time_limit")
 
@@ -37,6 +38,38 @@ def step_task_id(run_id: str, path: str) -> str:
 def join_task_id(run_id: str, path: str) -> str:
     """The Celery task id of a join."""
     return f"{run_id}:{path or 'root'}:join"
+
+
+def begin_task_id(run_id: str, path: str) -> str:
+    """The Celery task id of the begin of the sub-process at ``path``."""
+    return f"{run_id}:{path}:begin"
+
+
+def parse_task_id(task_name: str, task_id: str) -> tuple[str, str | None] | None:
+    """The run id and path a Tasktronaut task id names, or ``None`` if it names none.
+
+    The inverse of the ids given here; ``None`` as the path for a run's start
+    and cancel messages. Paths never hold a colon, run ids may.
+    """
+    suffixes = {
+        JOIN_TASK: ":join",
+        BEGIN_TASK: ":begin",
+        START_TASK: ":start",
+        CANCEL_TASK: ":cancel",
+    }
+    if task_name == STEP_TASK:
+        run_id, _, path = task_id.rpartition(":")
+        return (run_id, path) if run_id and path else None
+    suffix = suffixes.get(task_name)
+    if suffix is None or not task_id.endswith(suffix):
+        return None
+    rest = task_id.removesuffix(suffix)
+    if task_name in (START_TASK, CANCEL_TASK):
+        return (rest, None) if rest else None
+    run_id, _, path = rest.rpartition(":")
+    if not run_id or not path:
+        return None
+    return run_id, "" if task_name == JOIN_TASK and path == "root" else path
 
 
 def to_signature(
@@ -119,7 +152,7 @@ def begin_signature(
         app,
         BEGIN_TASK,
         {"run": plan.run_id, "begin": path},
-        task_id=f"{plan.run_id}:{path}:begin",
+        task_id=begin_task_id(plan.run_id, path),
         shadow=f"{plan.processes[path].name}:begin",
         **_queue(control_queue),
     )

@@ -9,9 +9,13 @@ They hang under Tasktronaut's root error::
     ├── DuplicateRunError (ValueError)        a run with that identifier exists already
     ├── RunNotFoundError (LookupError)        no run with that identifier is stored
     ├── CorruptPlanError (ValueError)         a stored plan or message cannot be read
+    ├── StepLostError (RuntimeError)          a step's worker was lost on every delivery
     └── RunError                              a run did not succeed (raised by ``wait``)
         ├── ProcessFailed                     a step failed; names the step and error
         └── ProcessCancelled                  the run was cancelled
+
+and ``UnsafeSerializerWarning`` (a ``UserWarning``) is issued for an app that
+accepts pickle.
 """
 
 from __future__ import annotations
@@ -44,6 +48,14 @@ class RunNotFoundError(TasktronautError, LookupError):
 
 class CorruptPlanError(TasktronautError, ValueError):
     """A stored plan or an incoming message cannot be read."""
+
+
+class StepLostError(TasktronautError, RuntimeError):
+    """The worker running a step was lost (killed, out of memory) on every delivery allowed."""
+
+
+class UnsafeSerializerWarning(UserWarning):
+    """The app accepts pickle: whoever can write to its broker can run code on its workers."""
 
 
 class RunError(TasktronautError):

@@ -1,7 +1,9 @@
 """The plan of a run: everything a worker needs, stored once with the run.
 
 Messages carry only a run id and a path; the worker reads the step's
-definition, method, arguments and options from the plan. A plan is encoded
+definition, method, arguments and options from the plan, so sensitive
+arguments never travel in a message (the plan, with their real values, is
+stored in the app's result backend). A plan is encoded
 with the app's own task serializer (JSON by default, which kombu extends to
 ``date``, ``datetime``, ``Decimal`` and ``UUID``), so arguments arrive with the
 same types a message would have given them, and only content types the app
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kombu.serialization import dumps, loads, prepare_accept_content
@@ -22,6 +24,7 @@ from tasktronaut.nodes import ProcessNode, TaskNode, walk
 from tasktronaut.process import Process
 from tasktronaut.registry import reference_of
 from tasktronaut.scope import Arguments
+from tasktronaut.sensitive import Redactor
 
 from . import flow as flows
 from .errors import ArgumentNotSerializableError, CorruptPlanError
@@ -65,7 +68,11 @@ class Dispatch(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """A run's processes, steps, joins and flow, keyed by path."""
+    """A run's processes, steps, joins and flow, keyed by path.
+
+    ``sensitive_arguments`` are the names the run's definitions mark
+    sensitive; ``redactor`` hides their values in what workers show.
+    """
 
     run_id: str
     processes: Mapping[str, PlannedProcess]
@@ -73,6 +80,13 @@ class Plan:
     joins: Mapping[str, tuple[str, ...]]
     flow: flows.Flow
     dispatch: Dispatch = Dispatch.CANVAS
+    sensitive_arguments: frozenset[str] = frozenset()
+    redactor: Redactor = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        scopes = {id(step.arguments): step.arguments for step in self.steps.values()}
+        redactor = Redactor.of(self.sensitive_arguments, scopes.values())
+        object.__setattr__(self, "redactor", redactor)  # derived once; the plan is frozen
 
     @property
     def root(self) -> PlannedProcess:
@@ -116,6 +130,7 @@ class Plan:
             "joins": {path: list(completes) for path, completes in self.joins.items()},
             "flow": flows.to_data(self.flow),
             "dispatch": self.dispatch.value,
+            "sensitive": sorted(self.sensitive_arguments),
         }
 
     @classmethod
@@ -128,7 +143,10 @@ class Plan:
                 path: PlannedProcess(path, str(reference), str(name))
                 for path, (reference, name) in data["processes"].items()
             }
-            scopes = _Layers.restore(data["scopes"])
+            sensitive = frozenset(data.get("sensitive", ()))  # absent from older plans
+            if not all(isinstance(name, str) for name in sensitive):
+                raise TypeError("sensitive argument names are not all strings")
+            scopes = _Layers.restore(data["scopes"], sensitive)
             steps = {
                 path: PlannedStep(
                     path, process, method, description, scopes[scope], options, tuple(completes)
@@ -139,7 +157,8 @@ class Plan:
             }
             joins = {path: tuple(completes) for path, completes in data["joins"].items()}
             flow = flows.from_data(data["flow"])
-            plan = cls(str(data["run"]), processes, steps, joins, flow, Dispatch(data["dispatch"]))
+            dispatch = Dispatch(data["dispatch"])
+            plan = cls(str(data["run"]), processes, steps, joins, flow, dispatch, sensitive)
         except (AttributeError, KeyError, TypeError, ValueError, IndexError) as error:
             raise CorruptPlanError(f"stored plan is not readable: {error!r}") from None
         plan._check_consistent()
@@ -182,14 +201,14 @@ class _Layers:
         return number
 
     @staticmethod
-    def restore(stored: list[list[Any]]) -> list[Arguments]:
+    def restore(stored: list[list[Any]], sensitive: frozenset[str]) -> list[Arguments]:
         layers: list[Arguments] = []
         for parent, own in stored:
             if parent is not None and not 0 <= parent < len(layers):
                 raise ValueError(f"argument layer {len(layers)} has no parent {parent}")
             if not isinstance(own, dict):
                 raise TypeError(f"argument layer {len(layers)} is not a mapping")
-            layers.append(Arguments(own, None if parent is None else layers[parent]))
+            layers.append(Arguments(own, None if parent is None else layers[parent], sensitive))
         return layers
 
 
@@ -222,7 +241,15 @@ def plan_process(process: Process, canvas_limit: int | None = None) -> Plan:
     size = sum(1 for _ in flows.actions(compiled.flow))
     by_canvas = canvas_limit is None or size <= canvas_limit
     dispatch = Dispatch.CANVAS if by_canvas else Dispatch.WORKER
-    return Plan(process.identifier, processes, steps, joins, compiled.flow, dispatch)
+    return Plan(
+        process.identifier,
+        processes,
+        steps,
+        joins,
+        compiled.flow,
+        dispatch,
+        process.sensitive_arguments,
+    )
 
 
 def _owner(processes: Mapping[str, PlannedProcess], path: str) -> str:
@@ -240,7 +267,7 @@ class EncodedPlan:
 
     content_type: str
     content_encoding: str
-    body: bytes
+    body: bytes = field(repr=False)  # it holds the arguments, sensitive ones too
 
 
 def encode_plan(plan: Plan, serializer: str) -> EncodedPlan:
@@ -278,11 +305,15 @@ def _unserializable(plan: Plan, serializer: str, error: Exception) -> ArgumentNo
                 dumps(value, serializer=serializer)
             except Exception:
                 return ArgumentNotSerializableError(
-                    f"{plan.root.name}: step {path} ({plan.step_name(path)}): argument {name!r} "
-                    f"({type(value).__qualname__}) cannot be serialized with the app's "
-                    f"{serializer!r} serializer: {error}; nothing was sent"
+                    plan.redactor.text(
+                        f"{plan.root.name}: step {path} ({plan.step_name(path)}): argument "
+                        f"{name!r} ({type(value).__qualname__}) cannot be serialized with the "
+                        f"app's {serializer!r} serializer: {error}; nothing was sent"
+                    )
                 )
     return ArgumentNotSerializableError(
-        f"{plan.root.name}: the plan cannot be serialized with {serializer!r}: {error}; "
-        "nothing was sent"
+        plan.redactor.text(
+            f"{plan.root.name}: the plan cannot be serialized with {serializer!r}: {error}; "
+            "nothing was sent"
+        )
     )

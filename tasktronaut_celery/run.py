@@ -27,6 +27,8 @@ class StepStatus:
     started_at: float | None
     finished_at: float | None
     error: str | None
+    deliveries: int = 1
+    """How often the last attempt reached a worker (more than 1: a worker was lost)."""
 
     @property
     def duration(self) -> float | None:
@@ -126,9 +128,10 @@ def _status(plan: Plan, path: str, record: StepRecord | None, finished: bool) ->
     return StepStatus(
         path=path,
         name=plan.step_name(path),
-        description=step.description,
+        description=None if step.description is None else plan.redactor.text(step.description),
         state=record.state,
         attempts=record.attempts,
+        deliveries=record.deliveries,
         started_at=record.started_at,
         finished_at=record.finished_at,
         error=record.error,

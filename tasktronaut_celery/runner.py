@@ -27,10 +27,12 @@ from celery.utils.time import get_exponential_backoff_interval
 from tasktronaut.definition import ProcessDefinition
 from tasktronaut.registry import resolve_definition
 from tasktronaut.runtime import Hook, Outcome, StepCall, call_hook, run_step
+from tasktronaut.sensitive import Redactor
 
 from .canvas import action_signature, to_signature
-from .errors import CorruptPlanError
+from .errors import CorruptPlanError, StepLostError
 from .flow import Action, Begin, Continuation, Join, Step, continuations, entries
+from .messages import reject
 from .plan import Dispatch, Plan, PlannedStep, decode_plan
 from .store import RunRecord, RunState, RunStore, StepRecord, StepState, now
 
@@ -42,11 +44,12 @@ logger = logging.getLogger("tasktronaut.celery")
 CELERY_DEFAULT_RETRY_DELAY = 180.0
 CELERY_DEFAULT_BACKOFF_MAX = 600.0
 _PLAN_CACHE_SIZE = 64
+DEFAULT_MAX_DELIVERIES = 3
 
 
-def describe_error(error: BaseException) -> str:
-    """An error as shown in run records: ``TypeName: message``."""
-    return f"{type(error).__name__}: {error}"
+def describe_error(error: BaseException, redactor: Redactor) -> str:
+    """An error as shown in run records: ``TypeName: message``, sensitive values hidden."""
+    return redactor.text(f"{type(error).__name__}: {error}")
 
 
 def retry_delay(options: dict[str, Any], retries: int) -> float:
@@ -67,10 +70,17 @@ def retry_delay(options: dict[str, Any], retries: int) -> float:
 class Runner:
     """Runs the messages of every run on one app; plans are cached per worker process."""
 
-    def __init__(self, app: Celery, store: RunStore, control_queue: str | None = None) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        store: RunStore,
+        control_queue: str | None = None,
+        max_deliveries: int = DEFAULT_MAX_DELIVERIES,
+    ) -> None:
         self._app = app
         self._store = store
         self._control_queue = control_queue
+        self._max_deliveries = max_deliveries
         self._plans: OrderedDict[str, Plan] = OrderedDict()
         self._following: dict[str, dict[Action, Continuation]] = {}
         self._claimed: dict[str, set[str]] = {}  # hook markers known to be claimed, per run
@@ -79,13 +89,13 @@ class Runner:
         """The plan of ``run_id``, read once per worker process; rejects unknown runs."""
         plan = self._plans.get(run_id)
         if plan is None:
-            encoded = self._store.plan(run_id) if isinstance(run_id, str) else None
+            encoded = self._store.plan(run_id)
             if encoded is None:
-                self._reject(f"run {run_id!r} does not exist (never enqueued, or expired)")
+                reject(f"run {run_id!r} does not exist (never enqueued, or expired)")
             try:
                 plan = decode_plan(encoded, self._app.conf.accept_content)
             except CorruptPlanError as error:
-                self._reject(f"run {run_id!r}: {error}")
+                reject(f"run {run_id!r}: {error}")
             self._plans[run_id] = plan
             if len(self._plans) > _PLAN_CACHE_SIZE:
                 evicted, _ = self._plans.popitem(last=False)
@@ -107,8 +117,8 @@ class Runner:
     def begin(self, run_id: str, path: str) -> None:
         """Fire ``on_started`` of the sub-process at ``path`` before its steps start."""
         plan = self.plan(run_id)
-        if not isinstance(path, str) or not path or path not in plan.processes:
-            self._reject(f"run {run_id}: {path!r} is not a sub-process of this run")
+        if not path or path not in plan.processes:
+            reject(f"run {run_id}: {path!r} is not a sub-process of this run")
         self._skip_if_finished(run_id, self._store.record(run_id), f"begin {path}")
         self._settle_control(plan, run_id, path, lambda: self._start_processes(plan, run_id, path))
         self._advance(plan, run_id, Begin(path))
@@ -116,9 +126,9 @@ class Runner:
     def join(self, run_id: str, path: str) -> None:
         """Record that the block or process at ``path`` has finished."""
         plan = self.plan(run_id)
-        completes = plan.joins.get(path) if isinstance(path, str) else None
+        completes = plan.joins.get(path)
         if completes is None:
-            self._reject(f"run {run_id}: {path!r} is not a join of this run")
+            reject(f"run {run_id}: {path!r} is not a join of this run")
         self._skip_if_finished(run_id, self._store.record(run_id), f"join {path or 'root'}")
 
         def finish_processes() -> None:
@@ -132,19 +142,25 @@ class Runner:
     def step(self, task: Task, run_id: str, path: str) -> None:
         """Run one attempt of the step at ``path`` and settle what follows."""
         plan = self.plan(run_id)
-        step = plan.steps.get(path) if isinstance(path, str) else None
+        step = plan.steps.get(path)
         if step is None:
-            self._reject(f"run {run_id}: {path!r} is not a step of this run")
+            reject(f"run {run_id}: {path!r} is not a step of this run")
         run, previous = self._store.status(run_id, path)
         running = self._skip_if_finished(run_id, run, f"step {path}")
         if previous is not None and previous.state is StepState.SUCCESS:
             logger.info("run %s: step %s already succeeded; not running it again", run_id, path)
-            self._advance(plan, run_id, Step(path), again=True)  # its worker may have died first
-            return
+            self._finish_repeated_success(plan, run_id, path)
+            return  # Celery sends the rest of the chain, as the first delivery may not have
         attempt = task.request.retries + 1
+        deliveries = 1
+        if previous is not None:
+            redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+            deliveries = self._delivery(plan, run_id, step, previous, attempt, redelivered)
         if not running:
             self._store.mark_running(run_id)
-        record = StepRecord(StepState.STARTED, attempts=attempt, started_at=now())
+        record = StepRecord(
+            StepState.STARTED, attempts=attempt, started_at=now(), deliveries=deliveries
+        )
         self._store.put_step(run_id, path, record)
         try:
             definition = self._definition(plan, step.process)
@@ -157,6 +173,7 @@ class Runner:
                 description=step.description,
                 arguments=step.arguments,
                 attempt=attempt,
+                redactor=plan.redactor,
             )
             result = run_step(call)
         except Exception as setup_error:  # an unknown definition, or on_started raised
@@ -173,34 +190,114 @@ class Runner:
         assert error is not None
         if result.outcome is Outcome.CANCELLED:
             cancelled = record.moved_to(
-                StepState.CANCELLED, finished_at=now(), error=describe_error(error)
+                StepState.CANCELLED, finished_at=now(), error=describe_error(error, plan.redactor)
             )
             self._store.put_step(run_id, path, cancelled)
-            self.cancel(run_id, reason=describe_error(error), step=path)
+            self.cancel(run_id, reason=describe_error(error, plan.redactor), step=path)
             raise Ignore()
         max_retries = step.options.get("max_retries", 0)
         if result.outcome is Outcome.RETRYABLE and task.request.retries < max_retries:
-            retrying = record.moved_to(StepState.RETRY, error=describe_error(error))
+            retrying = record.moved_to(StepState.RETRY, error=describe_error(error, plan.redactor))
             self._store.put_step(run_id, path, retrying)
             countdown = retry_delay(dict(step.options), task.request.retries)
-            raise task.retry(exc=error, countdown=countdown, max_retries=max_retries)
+            hidden = plan.redactor.exception(error)  # what Celery logs and sends in events
+            raise task.retry(exc=hidden, countdown=countdown, max_retries=max_retries)
         self._fail_step(plan, run_id, step, record, error)
 
-    def step_killed(self, run_id: object, path: object, error: Exception) -> None:
-        """Fail the run of a step that Celery killed (a hard time limit), if it is ours."""
-        if not isinstance(run_id, str) or not isinstance(path, str):
+    def _delivery(
+        self,
+        plan: Plan,
+        run_id: str,
+        step: PlannedStep,
+        previous: StepRecord,
+        attempt: int,
+        redelivered: bool,
+    ) -> int:
+        """Which delivery of its attempt this message is, for a step that has started before.
+
+        A message that the broker delivers again because its worker was lost
+        runs the step again, up to ``max_deliveries`` times. Any other message
+        for a step that has started (a duplicate sent by a repeated
+        predecessor, or a stale attempt's) is ignored, so duplicates never
+        ripple through the run.
+        """
+        path = step.path
+        if previous.attempts < attempt:
+            return 1  # a retry's message
+        if previous.attempts > attempt or not redelivered:
+            logger.info(
+                "run %s: step %s attempt %d has started already; ignoring a duplicate message",
+                run_id, path, previous.attempts,
+            )  # fmt: skip
+            raise Ignore()
+        if previous.deliveries >= self._max_deliveries:
+            lost = StepLostError(
+                f"the worker running step {path} was lost {previous.deliveries} times "
+                "(killed, out of memory, or cut off from the broker); not running it again"
+            )
+            self._fail_step(plan, run_id, step, previous, lost)
+        logger.warning(
+            "run %s: step %s delivered again after its worker was lost (delivery %d of %d)",
+            run_id, path, previous.deliveries + 1, self._max_deliveries,
+        )  # fmt: skip
+        return previous.deliveries + 1
+
+    def _finish_repeated_success(self, plan: Plan, run_id: str, path: str) -> None:
+        """Do what a succeeded step's first delivery may not have done before its worker died.
+
+        Dispatching workers send the successors that have not started. In a
+        Celery canvas, Celery sends the rest of a chain when the task returns,
+        and a duplicate of a started step is then ignored; a chord member is
+        ignored instead, since counting it twice would start the body early.
+        """
+        if plan.dispatch is Dispatch.WORKER:
+            self._advance(plan, run_id, Step(path), again=True)
+            raise Ignore()
+        if self._continuations(run_id, plan)[Step(path)].chord is not None:
+            raise Ignore()
+
+    def fail_from_outside(self, run_id: str, path: str | None, error: Exception) -> None:
+        """Fail the run at ``path`` for what befell its message outside the runner.
+
+        Celery killed the step at its hard time limit, or the worker could not
+        read the message: the step never got to say so. ``path`` is ``None``
+        for the start message. Unknown runs and paths are ignored.
+        """
+        plan = self._unfinished_plan(run_id)
+        if plan is None:
             return
+        where = path if path is not None else ""
+        step = plan.steps.get(where)
+        if step is not None:
+            self._end_step(run_id, where, StepState.FAILURE, describe_error(error, plan.redactor))
+        self._fail_run(
+            plan, run_id, where, step.method if step else f"<{where or 'start'}>", error
+        )
+
+    def cancel_from_outside(self, run_id: str, path: str | None, reason: str) -> None:
+        """Cancel the run whose message at ``path`` was revoked, and fire ``on_cancelled``."""
+        plan = self._unfinished_plan(run_id)
+        if plan is None:
+            return
+        if path is not None and path in plan.steps:
+            self._end_step(run_id, path, StepState.CANCELLED, reason)
+        self.cancel(run_id, reason, step=path)
+
+    def _unfinished_plan(self, run_id: str) -> Plan | None:
+        """The plan of ``run_id`` if the run exists and has not ended."""
+        record = self._store.record(run_id)
+        if record is None or record.state.finished:
+            return None
         try:
-            plan = self.plan(run_id)
+            return self.plan(run_id)
         except Reject:
-            return
-        step = plan.steps.get(path)
-        if step is None:
-            return
-        record = self._store.step(run_id, path) or StepRecord(StepState.STARTED)
-        failed = record.moved_to(StepState.FAILURE, finished_at=now(), error=describe_error(error))
-        self._store.put_step(run_id, path, failed)
-        self._fail_run(plan, run_id, path, step.method, error)
+            return None
+
+    def _end_step(self, run_id: str, path: str, state: StepState, error: str) -> None:
+        record = self._store.step(run_id, path) or StepRecord(StepState.PENDING)
+        if record.state not in (StepState.SUCCESS, StepState.FAILURE, StepState.CANCELLED):
+            ended = record.moved_to(state, finished_at=now(), error=error)
+            self._store.put_step(run_id, path, ended)
 
     def cancel(self, run_id: str, reason: str, step: str | None = None) -> bool:
         """End the run as CANCELLED and fire ``on_cancelled``; ``False`` if it had ended."""
@@ -234,10 +331,7 @@ class Runner:
         """
         if plan.dispatch is not Dispatch.WORKER:
             return  # Celery's chains and chords carry the rest
-        following = self._following.get(run_id)
-        if following is None:
-            following = self._following[run_id] = continuations(plan.flow)
-        then = following[action]
+        then = self._continuations(run_id, plan)[action]
         if then.chord is not None:
             chord = f"{type(then.chord).__name__.lower()}:{then.chord.path}"
             if self._store.arrive(run_id, chord, then.member) < then.size:
@@ -253,6 +347,12 @@ class Runner:
                     a for a in targets if not (isinstance(a, Step) and a.path in started)
                 )
             self._send(plan, targets)
+
+    def _continuations(self, run_id: str, plan: Plan) -> dict[Action, Continuation]:
+        following = self._following.get(run_id)
+        if following is None:
+            following = self._following[run_id] = continuations(plan.flow)
+        return following
 
     def _send(self, plan: Plan, actions: tuple[Action, ...]) -> None:
         """Publish the messages of ``actions`` on one producer connection."""
@@ -290,7 +390,7 @@ class Runner:
         won = self._store.claim(run_id, marker)
         known.add(marker)
         if won:
-            call_hook(self._definition(plan, process), hook, *args)
+            call_hook(self._definition(plan, process), hook, *args, redactor=plan.redactor)
 
     def _settle_control(self, plan: Plan, run_id: str, path: str, work: Any) -> None:
         """Run a control task's ``work``; if a hook in it raises, the run fails there."""
@@ -298,19 +398,24 @@ class Runner:
             work()
         except Exception as error:
             self._fail_run(plan, run_id, path, hook_name(error), error)
-            raise
+            hidden = plan.redactor.exception(error)  # what Celery logs and sends in events
+            if hidden is error:
+                raise
+            raise hidden from None
 
     def _fail_step(
         self, plan: Plan, run_id: str, step: PlannedStep, record: StepRecord, error: Exception
     ) -> NoReturn:
-        failed = record.moved_to(StepState.FAILURE, finished_at=now(), error=describe_error(error))
+        failed = record.moved_to(
+            StepState.FAILURE, finished_at=now(), error=describe_error(error, plan.redactor)
+        )
         self._store.put_step(run_id, step.path, failed)
         self._fail_run(plan, run_id, step.path, step.method, error)
-        raise error
+        raise plan.redactor.exception(error)  # what Celery logs and sends in events
 
     def _fail_run(self, plan: Plan, run_id: str, path: str, step: str, error: Exception) -> None:
         """End the run as FAILURE at ``path`` and fire ``on_failed`` of each process there."""
-        description = describe_error(error)
+        description = describe_error(error, plan.redactor)
         if not self._store.finish(run_id, RunState.FAILURE, step=path, error=description):
             return
         try:
@@ -322,10 +427,6 @@ class Runner:
                     logger.exception("run %s: on_failed of %s not called", run_id, name)
         finally:
             self._store.settle(run_id)
-
-    def _reject(self, reason: str) -> NoReturn:
-        logger.error("tasktronaut: rejected message: %s", reason)
-        raise Reject(reason, requeue=False)
 
 
 def hook_name(error: Exception) -> str:

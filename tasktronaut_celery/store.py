@@ -73,13 +73,20 @@ class RunRecord:
 
 @dataclass(frozen=True, slots=True)
 class StepRecord:
-    """What happened to one step: its state, attempts so far, timing and last error."""
+    """What happened to one step: its state, attempts so far, timing and last error.
+
+    ``deliveries`` counts how often the current attempt's message reached a
+    worker: more than one means a worker was lost while running it (killed, out
+    of memory, its connection to the broker gone) and the broker delivered the
+    message again.
+    """
 
     state: StepState
     attempts: int = 0
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None
+    deliveries: int = 1
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON-ready data."""

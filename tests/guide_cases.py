@@ -25,6 +25,11 @@ GUIDE: list[GuideCase] = [
         },
         {},
     ),
+    (
+        user_guide.ProcessWithSensitiveArguments,
+        {"username": "ada", "password": "correct horse", "api_token": "tok-123456"},
+        {},
+    ),
     (user_guide.ConditionalProcess, {}, {}),
     (user_guide.ConditionalProcess, {}, {"enable_validation": True, "enable_logging": False}),
     (user_guide.IterativeProcess, {"files": ["a.csv", "b.csv", "c.csv"]}, {}),

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import functools
+import json
 import time
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import redis
 from celery import current_task
@@ -36,6 +40,12 @@ def gate_key(run_id: str) -> str:
     return f"test-gate:{run_id}"
 
 
+def seen_key(run_id: str) -> str:
+    """The Redis hash where the load's steps record, by path, the arguments they received."""
+    return f"test-seen:{run_id}"
+
+
+@functools.cache  # one connection pool per process: the load test runs thousands of steps
 def _events() -> redis.Redis:
     return redis.Redis.from_url(EVENTS)
 
@@ -294,3 +304,106 @@ class HardLimited(ProcessDefinition):
 
     def never(self) -> None:
         pass
+
+
+def _record_seen(context: Context, arguments: dict[str, Any]) -> None:
+    """Record the arguments a step received under the run and path its context names."""
+    key = seen_key(context.process_id)
+    with _events().pipeline() as pipeline:
+        pipeline.hset(key, context.path, json.dumps(arguments)).expire(key, 3600).execute()
+
+
+class LoadAudit(ProcessDefinition):
+    """The load's sub-process: two checks side by side."""
+
+    process_execution_mode = ExecutionMode.CONCURRENT
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.check_totals)
+        builder.task(self.check_owner)
+
+    def check_totals(self, context: Context, **arguments: Any) -> None:
+        _record_seen(context, arguments)
+
+    def check_owner(self, context: Context, **arguments: Any) -> None:
+        _record_seen(context, arguments)
+
+
+class LoadOrder(ProcessDefinition):
+    """The load's own shape: a step, a transform around a concurrent ``each``, a sub-process.
+
+    Every step records the arguments it received (see :func:`seen_key`), so a
+    test can tell that each step got its own run's arguments and context.
+    """
+
+    def define_process(self, builder: Builder) -> None:
+        builder.expected_arguments(token=str, lines=int)
+        builder.task(self.receive)
+        with builder.transform(self.label) as labelled, labelled.concurrent() as packing:
+            for line in packing.each(self.order_lines):
+                line.task(self.pack)
+        builder.sub_process(LoadAudit)
+        builder.task(self.ship)
+
+    def label(self, token: str, lines: int) -> dict[str, str]:
+        return {"label": f"{token}/{lines}"}
+
+    def order_lines(self, lines: int) -> Iterator[tuple[dict[str, int], str]]:
+        return (({"line": line}, f"Line {line}") for line in range(lines))
+
+    def receive(self, context: Context, **arguments: Any) -> None:
+        _record_seen(context, arguments)
+
+    def pack(self, context: Context, **arguments: Any) -> None:
+        _record_seen(context, arguments)
+
+    def ship(self, context: Context, **arguments: Any) -> None:
+        _record_seen(context, arguments)
+
+
+def received_key(run_id: str) -> str:
+    """The Redis hash where the steps below record the sensitive value they received."""
+    return f"test-received:{run_id}"
+
+
+def _record_received(context: Context, value: str) -> None:
+    _events().hset(received_key(context.process_id), f"{context.path}#{context.attempt}", value)
+
+
+class HoldsToken(ProcessDefinition):
+    """A sub-process that marks ``api_token`` sensitive for the whole run it is part of."""
+
+    sensitive_arguments = ("api_token",)
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.check_token)
+
+    def check_token(self, api_token: str, context: Context) -> None:
+        _record_received(context, api_token)
+
+
+class LeaksTokenOnFailure(ProcessDefinition):
+    """Marks nothing itself; its step fails quoting ``api_token``, sensitive by ``HoldsToken``."""
+
+    def define_process(self, builder: Builder) -> None:
+        builder.sub_process(HoldsToken)
+        builder.task(self.call_partner)
+
+    def call_partner(self, api_token: str, context: Context) -> None:
+        _record_received(context, api_token)
+        raise PermissionError(f"the partner refused token {api_token}")
+
+
+class LeaksTokenOnRetry(ProcessDefinition):
+    """The first attempt fails quoting the sensitive token; the retry succeeds."""
+
+    sensitive_arguments = ("api_token",)
+    task_options = TaskOptions(default_retry_delay=0)
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.call_partner, max_retries=1)
+
+    def call_partner(self, api_token: str, context: Context) -> None:
+        _record_received(context, api_token)
+        if context.attempt == 1:
+            raise ConnectionError(f"token {api_token} timed out")

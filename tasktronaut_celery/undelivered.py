@@ -1,0 +1,113 @@
+"""End the run when Celery drops one of its messages before the runner sees it.
+
+A worker revokes a message whose task id was revoked, and refuses one it
+cannot decode or whose content type it does not accept. Celery handles both in
+the worker's main process and never calls the task, so without this module
+the run would wait forever for a step that never comes. Tasktronaut listens
+where Celery reports them, the ``task_revoked`` signal and the consumer's
+handlers for unreadable messages, and cancels or fails the run there, naming
+the step. The message's headers (task name and id) say which run and step it
+was, even when its body cannot be read.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from celery import bootsteps
+from celery.signals import task_revoked
+
+from .apps import runner_for
+from .canvas import RUNNER_TASKS, parse_task_id
+from .errors import CorruptPlanError
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+logger = logging.getLogger("tasktronaut.celery")
+
+
+def watch(app: Celery) -> None:
+    """Have ``app``'s workers end the runs of Tasktronaut messages they cannot read."""
+    app.steps["consumer"].add(FailRunsOfUnreadableMessages)
+
+
+@task_revoked.connect
+def _cancel_revoked_runs(
+    sender: Any = None,
+    request: Any = None,
+    terminated: bool = False,
+    signum: Any = None,
+    expired: bool = False,
+    **_: Any,
+) -> None:
+    """Cancel the run of a revoked (or expired, or terminated) Tasktronaut message."""
+    name = getattr(sender, "name", None)
+    if name not in RUNNER_TASKS:
+        return
+    runner = runner_for(sender.app)
+    target = parse_task_id(name, str(getattr(request, "id", "")))
+    if runner is None or target is None:
+        return
+    run_id, path = target
+    if expired:
+        reason = "expired before a worker ran it"
+    elif terminated:
+        reason = f"terminated (signal {signum}) while it ran"
+    else:
+        reason = "revoked"
+    what = f"step {path}" if name == "tasktronaut.step" else f"the {name} message"
+    _guarded(runner.cancel_from_outside, run_id, path, f"{what} was {reason}")
+
+
+class FailRunsOfUnreadableMessages(bootsteps.Step):  # type: ignore[misc]
+    """A consumer step: a Tasktronaut message the worker cannot read fails its run.
+
+    It wraps the consumer's handlers for undecodable and refused messages;
+    they still log the message and remove it from the queue as before.
+    """
+
+    label = "tasktronaut"
+
+    def __init__(self, consumer: Any, **kwargs: Any) -> None:
+        super().__init__(consumer, **kwargs)
+        on_decode_error = consumer.on_decode_error
+        on_invalid_task = consumer.on_invalid_task
+
+        def decode_error(message: Any, exc: Exception) -> None:
+            _fail_run_of(consumer.app, message, exc)
+            on_decode_error(message, exc)
+
+        def invalid_task(body: Any, message: Any, exc: Exception) -> None:
+            _fail_run_of(consumer.app, message, exc)
+            on_invalid_task(body, message, exc)
+
+        consumer.on_decode_error = decode_error
+        consumer.on_invalid_task = invalid_task
+
+
+def _fail_run_of(app: Celery, message: Any, exc: Exception) -> None:
+    headers = getattr(message, "headers", None) or {}
+    name, task_id = headers.get("task"), headers.get("id")
+    if name not in RUNNER_TASKS or not isinstance(task_id, str):
+        return
+    runner = runner_for(app)
+    target = parse_task_id(name, task_id)
+    if runner is None or target is None:
+        return
+    run_id, path = target
+    error = CorruptPlanError(
+        f"the worker could not read the {name} message {task_id} "
+        f"({type(exc).__name__}: {exc}); check that the client and the workers "
+        "use the same serializer and accept_content"
+    )
+    _guarded(runner.fail_from_outside, run_id, path, error)
+
+
+def _guarded(end_run: Any, *args: Any) -> None:
+    """Call ``end_run`` without letting its errors reach Celery's consumer."""
+    try:
+        end_run(*args)
+    except Exception:
+        logger.exception("tasktronaut: could not end the run of a dropped message")
