@@ -14,9 +14,13 @@ from celery import Celery
 from examples import user_guide  # noqa: F401  (the guide's definitions, too)
 from tasktronaut_celery import CeleryBackend
 
-from . import processes  # noqa: F401  (registers the test definitions in the worker)
+from . import crashing, processes  # noqa: F401  (registers the test definitions in the worker)
 from .recorder import install
 from .services import BROKERS, EVENTS, RESULTS
+
+# How long Redis keeps a message a worker took before handing it to another
+# worker; the crash tests' workers lower it to see messages of killed workers again.
+VISIBILITY_TIMEOUT = int(os.environ.get("TASKTRONAUT_TEST_VISIBILITY_TIMEOUT", "3600"))
 
 
 def make_app(broker: str, name: str = "tasktronaut-tests") -> Celery:
@@ -28,12 +32,13 @@ def make_app(broker: str, name: str = "tasktronaut-tests") -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
         task_send_sent_event=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
     )
     return app
 
 
 if os.environ.get("TASKTRONAUT_TEST_WORKER"):  # a `celery worker` subprocess of the tests
     install(EVENTS)
+    crashing.die_after_marked_tasks()
 app = make_app(os.environ.get("TASKTRONAUT_TEST_BROKER", BROKERS["redis"]))
 backend = CeleryBackend(app)

@@ -1,0 +1,145 @@
+"""Processes, worker hooks and helpers for the crash tests, which kill workers mid-run.
+
+``celery worker`` subprocesses of the tests import this module (through
+``worker_app``). A step of :class:`Crashable` reports each delivery, with the
+pid of the worker child running it, then waits at its run's gate; a test can
+also ask a worker child to die right after a task returned, before its
+message is acknowledged.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery.signals import task_postrun
+
+from tasktronaut import Builder, Context, ProcessDefinition
+
+from .processes import GATE_TIMEOUT, gate_key
+from .services import BROKERS, EVENTS
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+VISIBILITY_TIMEOUT = 5  # seconds before Redis gives a lost worker's message to another
+
+
+@functools.cache
+def _events() -> redis.Redis:
+    return redis.Redis.from_url(EVENTS)
+
+
+def deliveries_key(run_id: str) -> str:
+    """The Redis list where the waiting step records each of its deliveries."""
+    return f"test-deliveries:{run_id}"
+
+
+def die_after_key(task_id: str) -> str:
+    """Set this key and the worker child that runs ``task_id`` dies once the task returned."""
+    return f"test-die-after:{task_id}"
+
+
+def died_key(task_id: str) -> str:
+    """Where a child records that it died after running ``task_id``."""
+    return f"test-died:{task_id}"
+
+
+def deliveries(run_id: str) -> list[dict[str, Any]]:
+    """Each delivery of the waiting step so far: when, and the pid and parent pid that ran it."""
+    return [json.loads(raw) for raw in _events().lrange(deliveries_key(run_id), 0, -1)]
+
+
+class Crashable(ProcessDefinition):
+    """A step that waits at its gate between others, sequential and concurrent."""
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.before)
+        builder.task(self.wait_at_gate)
+        with builder.concurrent() as side_by_side:
+            side_by_side.task(self.after_a)
+            side_by_side.task(self.after_b)
+        builder.task(self.last)
+
+    def before(self) -> None:
+        pass
+
+    def wait_at_gate(self, context: Context) -> None:
+        delivery = {"pid": os.getpid(), "ppid": os.getppid(), "at": time.time()}
+        _events().rpush(deliveries_key(context.process_id), json.dumps(delivery))
+        if _events().blpop([gate_key(context.process_id)], timeout=GATE_TIMEOUT) is None:
+            raise TimeoutError("nobody opened the gate")
+
+    def after_a(self) -> None:
+        pass
+
+    def after_b(self) -> None:
+        pass
+
+    def last(self) -> None:
+        pass
+
+
+class Steady(ProcessDefinition):
+    """Quick steps in a chain, a chord and a chain again: what follows a step is known."""
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.first)
+        builder.task(self.second)
+        with builder.concurrent() as side_by_side:
+            side_by_side.task(self.third_a)
+            side_by_side.task(self.third_b)
+        builder.task(self.last)
+
+    def first(self) -> None:
+        pass
+
+    def second(self) -> None:
+        pass
+
+    def third_a(self) -> None:
+        pass
+
+    def third_b(self) -> None:
+        pass
+
+    def last(self) -> None:
+        pass
+
+
+def die_after_marked_tasks() -> None:
+    """In a worker: a child whose finished task is marked dies before the ack (SIGKILL)."""
+
+    @task_postrun.connect(weak=False)
+    def die_if_marked(task_id: str | None = None, **_: Any) -> None:
+        if task_id and _events().delete(die_after_key(task_id)):
+            _events().set(died_key(task_id), os.getpid(), ex=3600)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def worker_env(broker: str) -> dict[str, str]:
+    """The environment of a crash test's ``celery worker`` subprocess on ``broker``."""
+    return {
+        **os.environ,
+        "TASKTRONAUT_TEST_BROKER": BROKERS[broker],
+        "TASKTRONAUT_TEST_WORKER": "1",
+        "TASKTRONAUT_TEST_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+        "PYTHONPATH": str(REPOSITORY),
+    }
+
+
+def open_gate(run_id: str, times: int = 1) -> None:
+    """Let the waiting step of ``run_id`` finish (``times`` deliveries of it)."""
+    _events().rpush(gate_key(run_id), *["open"] * times)
+
+
+def kill_outright(worker: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a worker's children and then its main process, as a machine crash would."""
+    subprocess.run(["pkill", "-KILL", "-P", str(worker.pid)], check=False)
+    worker.kill()
+    worker.wait()

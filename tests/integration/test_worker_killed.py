@@ -1,0 +1,61 @@
+"""A whole worker killed mid-step (main process and children): the next worker finishes the run.
+
+RabbitMQ hands the dead worker's unacknowledged message to the next consumer
+at once. Redis keeps it aside until its visibility timeout has passed (five
+seconds for these workers, an hour by default); a worker puts such messages
+back in their queue when it starts, and every 100 s while it runs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tasktronaut_celery import CeleryBackend
+from tests.support import celery_worker, require, wait_until
+
+from .crashing import (
+    REPOSITORY,
+    VISIBILITY_TIMEOUT,
+    Crashable,
+    deliveries,
+    kill_outright,
+    open_gate,
+    worker_env,
+)
+from .order import check_run
+from .recorder import Recorder
+from .services import BROKERS
+from .worker_app import make_app
+
+pytestmark = pytest.mark.reliability
+
+APP = "tests.integration.worker_app"
+
+
+@pytest.mark.parametrize("broker", sorted(BROKERS))
+def test_a_run_completes_after_its_worker_is_killed_outright(
+    broker: str, recorder: Recorder
+) -> None:
+    """SIGKILL to the worker's children and main process; a new worker completes the run."""
+    require(BROKERS[broker], broker)
+    client = CeleryBackend(make_app(BROKERS[broker], name=f"tasktronaut-kill-{broker}"))
+    env = worker_env(broker)
+    process = Crashable.build()
+
+    with celery_worker(APP, f"doomed-{broker}@localhost", REPOSITORY, env, BROKERS[broker]) as w:
+        run = process.enqueue(client)
+        first = wait_until(lambda: deliveries(run.id)[:1], 30, "the step reaching a worker")[0]
+        kill_outright(w)
+    if broker == "redis":  # the next worker restores the message once it has timed out
+        deadline = first["at"] + VISIBILITY_TIMEOUT + 1
+        wait_until(lambda: time.time() > deadline, 30, "the visibility timeout passing")
+    with celery_worker(APP, f"next-{broker}@localhost", REPOSITORY, env, BROKERS[broker]):
+        second = wait_until(lambda: deliveries(run.id)[1:], 90, "the step delivered again")[0]
+        open_gate(run.id)
+        run.wait(timeout=60)
+
+    assert second["ppid"] != first["ppid"]  # run by the new worker
+    check_run(process, recorder.events(run.id))
+    assert [s.deliveries for s in run.steps()] == [1, 2, 1, 1, 1]
