@@ -12,7 +12,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,7 +34,9 @@ class Recorder:
         self.client = redis.Redis.from_url(url)
 
     def record(self, run_id: str, **event: Any) -> None:
-        event.update(pid=os.getpid(), thread=threading.get_ident(), at=time.time())
+        event.update(
+            pid=os.getpid(), ppid=os.getppid(), thread=threading.get_ident(), at=time.time()
+        )
         self.client.rpush(_key(run_id), json.dumps(event, default=repr))
         self.client.expire(_key(run_id), 3600)
 
@@ -49,6 +51,11 @@ class Recorder:
         return [
             e for e in self.events(run_id) if e["kind"] == "hook" and hook in (None, e["hook"])
         ]
+
+
+def typed(arguments: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """Each argument as ``[type name, value]``: how a step's ``context.kwargs`` are recorded."""
+    return {name: [type(value).__name__, value] for name, value in arguments.items()}
 
 
 _HOOKS = ("on_started", "on_completed", "on_failed", "on_cancelled", "around_task")
@@ -101,6 +108,7 @@ def install(url: str) -> Recorder:
             _installed["recorder"].record(
                 identifier,
                 kind="step",
+                process_id=context.process_id,
                 path=context.path,
                 name=f"{type(self).__qualname__}.{step}",
                 description=description,
@@ -108,7 +116,7 @@ def install(url: str) -> Recorder:
                 start=start,
                 end=time.time(),
                 outcome=outcome,
-                arguments={k: [type(v).__name__, v] for k, v in context.kwargs.items()},
+                arguments=typed(context.kwargs),
             )
 
     ProcessDefinition.around_task = around_task  # type: ignore[method-assign]
