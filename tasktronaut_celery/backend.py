@@ -8,7 +8,6 @@ import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
 from celery import Celery
-from celery.exceptions import TimeLimitExceeded
 
 from tasktronaut.process import Process
 
@@ -20,7 +19,6 @@ from .canvas import (
     START_TASK,
     STEP_TASK,
     cancel_signature,
-    parse_task_id,
     start_signature,
 )
 from .errors import DuplicateRunError, RunNotFoundError, UnsafeSerializerWarning
@@ -30,7 +28,7 @@ from .run import Run
 from .runner import DEFAULT_MAX_DELIVERIES, Runner
 from .store import RunState
 from .stores import check_app, joins_chords_natively, store_for
-from .undelivered import watch
+from .undelivered import KilledStepRequest, watch
 
 if TYPE_CHECKING:
     from celery import Task
@@ -206,17 +204,9 @@ class CeleryBackend:
             return served
 
         class RunnerTask(self.app.Task):  # type: ignore[name-defined,misc]
-            """Tasktronaut's tasks: they notice when Celery kills a step."""
+            """Tasktronaut's tasks: the worker tells their runs when it kills a step."""
 
-            def on_failure(
-                self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
-            ) -> None:
-                # Celery calls this in the worker's main process when it fails a task
-                # itself, e.g. at a hard time limit: the step never got to say so.
-                if isinstance(exc, TimeLimitExceeded):
-                    target = parse_task_id(self.name, task_id)
-                    if target is not None:
-                        runner(self).fail_from_outside(*target, exc)
+            Request = KilledStepRequest
 
         options = {**_TASK_OPTIONS, "base": RunnerTask}
 

@@ -27,7 +27,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from tasktronaut.definition import ProcessDefinition
 from tasktronaut.registry import resolve_definition
 from tasktronaut.runtime import Hook, Outcome, StepCall, call_hook, run_step
-from tasktronaut.sensitive import Redactor
+from tasktronaut.sensitive import NO_REDACTION, Redactor
 
 from .canvas import action_signature, to_signature
 from .errors import CorruptPlanError, StepLostError
@@ -261,9 +261,9 @@ class Runner:
 
         Celery killed the step at its hard time limit, or the worker could not
         read the message: the step never got to say so. ``path`` is ``None``
-        for the start message. Unknown runs and paths are ignored.
+        for the start message. Runs that do not exist or have ended are left alone.
         """
-        plan = self._unfinished_plan(run_id)
+        plan = self._plan_to_end(run_id, path, RunState.FAILURE, error)
         if plan is None:
             return
         where = path if path is not None else ""
@@ -276,21 +276,31 @@ class Runner:
 
     def cancel_from_outside(self, run_id: str, path: str | None, reason: str) -> None:
         """Cancel the run whose message at ``path`` was revoked, and fire ``on_cancelled``."""
-        plan = self._unfinished_plan(run_id)
+        plan = self._plan_to_end(run_id, path, RunState.CANCELLED, RuntimeError(reason))
         if plan is None:
             return
         if path is not None and path in plan.steps:
             self._end_step(run_id, path, StepState.CANCELLED, reason)
         self.cancel(run_id, reason, step=path)
 
-    def _unfinished_plan(self, run_id: str) -> Plan | None:
-        """The plan of ``run_id`` if the run exists and has not ended."""
+    def _plan_to_end(
+        self, run_id: str, path: str | None, state: RunState, error: Exception
+    ) -> Plan | None:
+        """The plan of a run to end from outside, or ``None`` if there is nothing to do.
+
+        A run whose plan cannot be read is ended here, without hooks (they
+        would need the plan to be found).
+        """
         record = self._store.record(run_id)
         if record is None or record.state.finished:
             return None
         try:
             return self.plan(run_id)
         except Reject:
+            reason = (
+                describe_error(error, NO_REDACTION) if state is RunState.FAILURE else str(error)
+            )
+            self._store.finish(run_id, state, step=path, error=reason, settled=True)
             return None
 
     def _end_step(self, run_id: str, path: str, state: StepState, error: str) -> None:

@@ -1,13 +1,14 @@
-"""End the run when Celery drops one of its messages before the runner sees it.
+"""End the run when Celery drops one of its messages or kills its step, unseen by the runner.
 
-A worker revokes a message whose task id was revoked, and refuses one it
-cannot decode or whose content type it does not accept. Celery handles both in
-the worker's main process and never calls the task, so without this module
-the run would wait forever for a step that never comes. Tasktronaut listens
-where Celery reports them, the ``task_revoked`` signal and the consumer's
-handlers for unreadable messages, and cancels or fails the run there, naming
-the step. The message's headers (task name and id) say which run and step it
-was, even when its body cannot be read.
+A worker revokes a message whose task id was revoked, refuses one it cannot
+decode or whose content type it does not accept, and kills a step at its
+hard time limit. Celery handles these in the worker's main process and never
+tells the task, so without this module the run would wait forever for a step
+that never ends. Tasktronaut listens where Celery reports them (the
+``task_revoked`` signal, the consumer's handlers for unreadable messages, the
+request's ``on_timeout``) and cancels or fails the run there, naming the step.
+The message's headers (task name and id) say which run and step it was, even
+when its body cannot be read.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from celery import bootsteps
+from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_revoked
+from celery.worker.request import Request
 
 from .apps import runner_for
 from .canvas import RUNNER_TASKS, parse_task_id
@@ -85,6 +88,23 @@ class FailRunsOfUnreadableMessages(bootsteps.Step):  # type: ignore[misc]
 
         consumer.on_decode_error = decode_error
         consumer.on_invalid_task = invalid_task
+
+
+class KilledStepRequest(Request):  # type: ignore[misc]
+    """The request class of Tasktronaut's tasks: a hard time limit fails the run there."""
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        """Let Celery fail the task, then fail its run when the limit was the hard one."""
+        super().on_timeout(soft, timeout)
+        if soft:
+            return  # the step itself sees SoftTimeLimitExceeded
+        runner = runner_for(self.task.app)
+        target = parse_task_id(self.task.name, self.id)
+        if runner is not None and target is not None:
+            killed = TimeLimitExceeded(
+                f"the worker killed it at its hard time limit ({timeout} s)"
+            )
+            _guarded(runner.fail_from_outside, *target, killed)
 
 
 def _fail_run_of(app: Celery, message: Any, exc: Exception) -> None:

@@ -112,6 +112,21 @@ class Steady(ProcessDefinition):
         pass
 
 
+class KillsItsWorker(ProcessDefinition):
+    """A step that kills the worker child running it, on every delivery."""
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.crash)
+        builder.task(self.never)
+
+    def crash(self, context: Context) -> None:
+        _events().rpush(deliveries_key(context.process_id), json.dumps({"pid": os.getpid()}))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def never(self) -> None:
+        raise AssertionError("a step after the crashing one ran")
+
+
 def die_after_marked_tasks() -> None:
     """In a worker: a child whose finished task is marked dies before the ack (SIGKILL)."""
 

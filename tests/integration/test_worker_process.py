@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import celery
 import pytest
 from celery import Celery
 
@@ -25,7 +24,6 @@ from .services import BROKERS
 from .worker_app import make_app
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-CELERY_VERSION = tuple(int(part) for part in celery.__version__.split(".")[:2])
 WORKER_NAME = "tasktronaut-subprocess@localhost"
 
 
@@ -103,10 +101,6 @@ def test_a_soft_time_limit_fails_the_step(client: CeleryBackend) -> None:
     assert run.state is RunState.FAILURE
 
 
-@pytest.mark.skipif(
-    CELERY_VERSION < (5, 7),
-    reason="before 5.7 Celery tells a task nothing when it kills it at its hard time limit",
-)
 def test_a_hard_time_limit_fails_the_run(client: CeleryBackend) -> None:
     """The worker kills the step at its time limit; the run fails there instead of hanging."""
     run = processes.HardLimited.build().enqueue(client)
