@@ -8,6 +8,7 @@ from .backend import CeleryBackend
 from .embedded import EmbeddedBackend
 from .errors import (
     ArgumentNotSerializableError,
+    BrokerUnavailableError,
     CorruptPlanError,
     DuplicateRunError,
     ProcessCancelled,
@@ -23,6 +24,7 @@ from .store import RunRecord, RunState, StepState
 
 __all__ = [
     "ArgumentNotSerializableError",
+    "BrokerUnavailableError",
     "CeleryBackend",
     "CorruptPlanError",
     "DuplicateRunError",

@@ -8,8 +8,10 @@ import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from tasktronaut.process import Process
+from tasktronaut.sensitive import NO_REDACTION
 
 from .apps import attach, runner_for
 from .canvas import (
@@ -21,11 +23,16 @@ from .canvas import (
     cancel_signature,
     start_signature,
 )
-from .errors import DuplicateRunError, RunNotFoundError, UnsafeSerializerWarning
+from .errors import (
+    BrokerUnavailableError,
+    DuplicateRunError,
+    RunNotFoundError,
+    UnsafeSerializerWarning,
+)
 from .messages import message_fields
 from .plan import Plan, decode_plan, encode_plan, plan_process
 from .run import Run
-from .runner import DEFAULT_MAX_DELIVERIES, Runner
+from .runner import DEFAULT_MAX_DELIVERIES, Runner, describe_error
 from .store import RunState
 from .stores import check_app, joins_chords_natively, store_for
 from .undelivered import KilledStepRequest, watch
@@ -160,6 +167,9 @@ class CeleryBackend:
 
         Arguments are serialized with the app's serializer first: if one cannot
         be, the error names the step and argument and nothing is stored or sent.
+        If the broker does not take the message (within the app's connection
+        timeout and publish retry policy), the stored run is deleted again and
+        :class:`BrokerUnavailableError` says so.
         """
         plan = plan_process(process, self.canvas_limit)
         encoded = encode_plan(plan, self.app.conf.task_serializer)
@@ -167,8 +177,15 @@ class CeleryBackend:
             raise DuplicateRunError(plan.run_id)
         try:
             start_signature(self.app, plan, self.control_queue).apply_async()
-        except BaseException:
+        except BaseException as error:
             self.store.delete(plan.run_id)
+            if isinstance(error, (OperationalError, OSError)):
+                broker = self.app.connection_for_write().as_uri()
+                raise BrokerUnavailableError(
+                    f"{plan.root.name} run {plan.run_id}: the broker at {broker} did not take "
+                    f"the start message ({describe_error(error, NO_REDACTION)}); nothing of "
+                    "the run was kept: enqueue it again once the broker answers"
+                ) from error
             raise
         return Run(plan.run_id, self.store, lambda: plan, self.cancel)
 

@@ -7,6 +7,8 @@ They hang under Tasktronaut's root error::
     ├── ArgumentNotSerializableError (TypeError)
     │                                         a step argument does not fit the serializer
     ├── DuplicateRunError (ValueError)        a run with that identifier exists already
+    ├── BrokerUnavailableError (kombu's OperationalError)
+    │                                         the broker did not take the start message
     ├── RunNotFoundError (LookupError)        no run with that identifier is stored
     ├── CorruptPlanError (ValueError)         a stored plan or message cannot be read
     ├── StepLostError (RuntimeError)          a step's worker was lost on every delivery
@@ -19,6 +21,8 @@ accepts pickle.
 """
 
 from __future__ import annotations
+
+from kombu.exceptions import OperationalError
 
 from tasktronaut.errors import TasktronautError
 
@@ -40,6 +44,10 @@ class DuplicateRunError(TasktronautError, ValueError):
             f"a run with identifier {run_id!r} already exists; attach to it with "
             f"backend.run({run_id!r}) instead of enqueueing it again"
         )
+
+
+class BrokerUnavailableError(TasktronautError, OperationalError):
+    """The broker did not take a run's start message; nothing of the run was kept."""
 
 
 class RunNotFoundError(TasktronautError, LookupError):
