@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import pytest
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from tests.integration.services import answers
 
@@ -82,7 +83,10 @@ def celery_worker(
 
         def answered() -> bool:
             assert worker.poll() is None, f"the worker exited while starting ({worker.returncode})"
-            return bool(client.control.ping(destination=[name], timeout=1.0))
+            try:
+                return bool(client.control.ping(destination=[name], timeout=1.0))
+            except (OSError, OperationalError):  # kombu pooled a connection to a restarted broker
+                return False
 
         try:
             wait_until(answered, 60, f"the worker {name} answering pings")
