@@ -23,6 +23,8 @@ from .worker_app import make_app
 
 SETTLE_TIMEOUT = 300
 
+pytestmark = pytest.mark.reliability
+
 
 @pytest.fixture(scope="module")
 def workers(broker: str) -> Iterator[list[int]]:

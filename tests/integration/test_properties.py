@@ -11,7 +11,7 @@ from tests.trees import Case, Shape, cases, define, expect
 from .order import check_run
 from .recorder import Recorder, typed
 
-pytestmark = pytest.mark.usefixtures("worker")
+pytestmark = [pytest.mark.usefixtures("worker"), pytest.mark.reliability]
 
 ON_WORKERS = settings(max_examples=25, deadline=None, database=None, derandomize=True)
 """Few examples, each a real run; the same ones every time, so CI time and failures repeat."""
