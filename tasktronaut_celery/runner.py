@@ -320,7 +320,13 @@ class Runner:
         """Fire ``on_cancelled`` once for the root and each started, unfinished sub-process.
 
         The run is settled afterwards, even if a hook raised (hooks' errors are logged).
+        A cancel message for a run that was not cancelled (forged) is rejected.
         """
+        record = self._store.record(run_id)
+        if record is None:
+            reject(f"run {run_id!r} does not exist (never enqueued, or expired)")
+        if record.state is not RunState.CANCELLED:
+            reject(f"run {run_id!r} was not cancelled; its cancel hooks do not fire")
         try:
             plan = self.plan(run_id)
             claims = self._store.claimed(run_id)

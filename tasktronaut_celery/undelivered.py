@@ -17,7 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from celery import bootsteps
-from celery.exceptions import TimeLimitExceeded
+from celery.exceptions import InvalidTaskError, TimeLimitExceeded
 from celery.signals import task_revoked
 from celery.worker.request import Request
 
@@ -64,14 +64,18 @@ def _cancel_revoked_runs(
     _guarded(runner.cancel_from_outside, run_id, path, f"{what} was {reason}")
 
 
-class FailRunsOfUnreadableMessages(bootsteps.Step):  # type: ignore[misc]
+class FailRunsOfUnreadableMessages(bootsteps.StartStopStep):  # type: ignore[misc]
     """A consumer step: a Tasktronaut message the worker cannot read fails its run.
 
     It wraps the consumer's handlers for undecodable and refused messages;
-    they still log the message and remove it from the queue as before.
+    they still log the message and remove it from the queue as before. A
+    message whose body decodes but is not ``[args, kwargs, embed]`` (or whose
+    headers Celery cannot parse) would stop the whole worker with an
+    "Unrecoverable error": for the runner tasks it is refused as invalid instead.
     """
 
     label = "tasktronaut"
+    requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def __init__(self, consumer: Any, **kwargs: Any) -> None:
         super().__init__(consumer, **kwargs)
@@ -88,6 +92,32 @@ class FailRunsOfUnreadableMessages(bootsteps.Step):  # type: ignore[misc]
 
         consumer.on_decode_error = decode_error
         consumer.on_invalid_task = invalid_task
+
+    def start(self, consumer: Any) -> None:
+        """Guard the runner tasks' strategies, which the consumer rebuilds on each (re)start."""
+        for name in RUNNER_TASKS:
+            strategy = consumer.strategies.get(name)
+            if strategy is not None and not getattr(strategy, "tasktronaut_guarded", False):
+                consumer.strategies[name] = _refusing_malformed(consumer, name, strategy)
+
+
+def _refusing_malformed(consumer: Any, name: str, strategy: Any) -> Any:
+    """``strategy``, refusing as invalid a message Celery fails to turn into a request."""
+
+    def guarded(message: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return strategy(message, body, *args, **kwargs)
+        except (ValueError, TypeError) as exc:  # e.g. a body that is not a 3-item list
+            headers = getattr(message, "headers", None) or {}
+            invalid = InvalidTaskError(
+                f"malformed {name} message {headers.get('id')!r} "
+                f"(the body must be [args, kwargs, embed]): {type(exc).__name__}: {exc}"
+            )
+            consumer.on_invalid_task(body, message, invalid)
+            return None
+
+    guarded.tasktronaut_guarded = True  # type: ignore[attr-defined]
+    return guarded
 
 
 class KilledStepRequest(Request):  # type: ignore[misc]

@@ -23,7 +23,7 @@ from celery.signals import task_postrun
 
 from tasktronaut import Builder, Context, ProcessDefinition
 
-from .processes import GATE_TIMEOUT, gate_key
+from .processes import gate_key, wait_for_gate
 from .services import BROKERS, EVENTS
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -72,8 +72,7 @@ class Crashable(ProcessDefinition):
     def wait_at_gate(self, context: Context) -> None:
         delivery = {"pid": os.getpid(), "ppid": os.getppid(), "at": time.time()}
         _events().rpush(deliveries_key(context.process_id), json.dumps(delivery))
-        if _events().blpop([gate_key(context.process_id)], timeout=GATE_TIMEOUT) is None:
-            raise TimeoutError("nobody opened the gate")
+        wait_for_gate(context.process_id)
 
     def after_a(self) -> None:
         pass

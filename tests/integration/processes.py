@@ -40,6 +40,17 @@ def gate_key(run_id: str) -> str:
     return f"test-gate:{run_id}"
 
 
+def wait_for_gate(run_id: str) -> None:
+    """Block until the test opens the gate of ``run_id``, or fail after ``GATE_TIMEOUT``.
+
+    Short waits in a loop: redis-py 8 gives up reading a socket after 5 s by default.
+    """
+    deadline = time.monotonic() + GATE_TIMEOUT
+    while not _events().blpop([gate_key(run_id)], timeout=1):
+        if time.monotonic() > deadline:
+            raise TimeoutError("nobody opened the gate")
+
+
 def seen_key(run_id: str) -> str:
     """The Redis hash where the load's steps record, by path, the arguments they received."""
     return f"test-seen:{run_id}"
@@ -195,7 +206,7 @@ class Gated(ProcessDefinition):
         builder.task(self.never_c)
 
     def wait_at_gate(self, context: Context) -> None:
-        _events().blpop([gate_key(context.process_id)], timeout=GATE_TIMEOUT)
+        wait_for_gate(context.process_id)
 
     def never_a(self) -> None:
         pass
