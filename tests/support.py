@@ -6,15 +6,20 @@ laptop without them the tests that need them are skipped.
 
 from __future__ import annotations
 
+import base64
+import importlib.util
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from celery import Celery
@@ -36,6 +41,21 @@ def require(url: str, name: str) -> None:
     """Skip (fail on CI) unless the service at ``url`` answers."""
     if not answers(url):
         unavailable(f"{name} does not answer at {url}")
+
+
+def require_modules(*names: str) -> None:
+    """Skip (fail on CI) unless every module in ``names`` can be imported."""
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    if missing:
+        unavailable(f"not installed: {', '.join(missing)}")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def wait_until(check: Callable[[], T | None], timeout: float, what: str) -> T:
@@ -93,3 +113,42 @@ def celery_worker(
         finally:
             client.close()
         yield worker
+
+
+# Flower's HTTP API answers only with authentication (or FLOWER_UNAUTHENTICATED_API).
+FLOWER_CREDENTIALS = "tasktronaut:example"
+
+
+@contextmanager
+def flower(
+    app: str, cwd: Path, env: dict[str, str], worker: str
+) -> Iterator[Callable[[str], Any]]:
+    """``celery -A app flower``, once it receives ``worker``'s events; yields a JSON GET."""
+    require_modules("flower")
+    port = free_port()
+    command = [
+        sys.executable, "-m", "celery", "-A", app, "flower",
+        f"--port={port}", "--address=127.0.0.1", f"--basic-auth={FLOWER_CREDENTIALS}",
+    ]  # fmt: skip
+    authorization = "Basic " + base64.b64encode(FLOWER_CREDENTIALS.encode()).decode()
+
+    def get(path: str) -> Any:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}", headers={"Authorization": authorization}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    with running(command, cwd, env) as process:
+
+        def sees_the_worker() -> bool:
+            assert process.poll() is None, "flower exited while starting"
+            try:
+                workers = get("/workers?json=1")["data"]
+            except OSError:  # not listening yet
+                return False
+            return any(each["hostname"] == worker for each in workers)
+
+        # The worker's heartbeat reaching Flower shows Flower is consuming its events.
+        wait_until(sees_the_worker, 60, "Flower receiving the worker's events")
+        yield get

@@ -143,3 +143,54 @@ def test_a_succeeded_step_delivered_again_does_not_run_what_follows_twice() -> N
 
     assert Redelivered.second_runs.count(run.id) == 1
     assert [s.attempts for s in run.steps()] == [1, 1]
+
+
+class Held(ProcessDefinition):
+    """A step between two others that waits until the test releases its run."""
+
+    releases: ClassVar[dict[str, threading.Event]] = {}
+    entries: ClassVar[list[str]] = []
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.first)
+        builder.task(self.held)
+        builder.task(self.last)
+
+    def first(self) -> None:
+        pass
+
+    def held(self, context: Context) -> None:
+        Held.entries.append(context.process_id)
+        Held.releases.setdefault(context.process_id, threading.Event()).wait(10)
+
+    def last(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("canvas_limit", [None, 0], ids=["canvas", "worker"])
+def test_a_fresh_duplicate_of_a_step_under_way_is_ignored(canvas_limit: int | None) -> None:
+    """A second message for a started step that is no redelivery runs nothing."""
+    with EmbeddedBackend(canvas_limit=canvas_limit) as backend:
+        run = Held.build().enqueue(backend)
+        deadline = time.monotonic() + 10
+        while [s.state for s in run.steps()][:2] != [StepState.SUCCESS, StepState.STARTED]:
+            assert time.monotonic() < deadline, run.steps()
+            time.sleep(0.01)
+        handled = threading.Event()
+
+        def on_postrun(task_id: str, **_: Any) -> None:
+            if task_id == "duplicate":
+                handled.set()
+
+        task_postrun.connect(on_postrun, weak=False)
+        try:
+            plan = backend.runner.plan(run.id)
+            step_signature(backend.app, plan, "1").set(task_id="duplicate").apply_async()
+            assert handled.wait(10), "the duplicate message was never handled"
+        finally:
+            task_postrun.disconnect(on_postrun)
+        Held.releases.setdefault(run.id, threading.Event()).set()
+        run.wait(timeout=10)
+
+    assert Held.entries.count(run.id) == 1
+    assert [(s.attempts, s.deliveries) for s in run.steps()] == [(1, 1)] * 3

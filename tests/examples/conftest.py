@@ -9,9 +9,7 @@ without them these tests are skipped.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from tests.integration.services import redis_db
-from tests.support import celery_worker, require, unavailable, wait_until
+from tests.support import celery_worker, require, require_modules, wait_until
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -35,27 +33,12 @@ FLASK_WORKER = "flask-example@localhost"
 ENDED = ("SUCCESS", "FAILURE", "CANCELLED")
 
 
-def require_modules(*names: str) -> None:
-    """Skip (fail on CI) unless every module in ``names`` can be imported."""
-    missing = [name for name in names if importlib.util.find_spec(name) is None]
-    if missing:
-        unavailable(f"not installed: {', '.join(missing)}")
-
-
 def flush(*urls: str) -> None:
     """Empty the Redis databases at ``urls``."""
     import redis
 
     for url in urls:
         redis.Redis.from_url(url).flushdb()
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_for_end(progress: Callable[[], dict[str, Any]], timeout: float = 60) -> dict[str, Any]:

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from tests.databases import SERVER_URL, postgres_url
-from tests.support import celery_worker, require, running, wait_until
+from tests.support import celery_worker, free_port, require, require_modules, running, wait_until
 
-from .conftest import BROKER, DJANGO_PROJECT, flush, free_port, require_modules, wait_for_end
+from .conftest import BROKER, DJANGO_PROJECT, flush, wait_for_end
 
 pytestmark = pytest.mark.integration
 

@@ -101,6 +101,22 @@ class Flaky(ProcessDefinition):
         pass
 
 
+class GivesUp(ProcessDefinition):
+    """A step that fails on every attempt, with two retries allowed."""
+
+    task_options = TaskOptions(default_retry_delay=0)
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.keeps_failing, max_retries=2)
+        builder.task(self.never)
+
+    def keeps_failing(self, context: Context) -> None:
+        raise ConnectionError(f"attempt {context.attempt} failed")
+
+    def never(self) -> None:
+        pass
+
+
 class FailsOnce(ProcessDefinition):
     """A step without retries that fails: nothing after it runs."""
 

@@ -19,7 +19,7 @@ import redis
 from celery import Celery
 
 from tasktronaut_celery import CeleryBackend
-from tests.support import celery_worker, require, wait_until
+from tests.support import celery_worker, wait_until
 
 from .crashing import (
     REPOSITORY,
@@ -37,13 +37,6 @@ from .services import BROKERS, EVENTS
 from .worker_app import make_app
 
 pytestmark = pytest.mark.reliability
-
-
-@pytest.fixture(scope="module", params=sorted(BROKERS))
-def broker(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    require(BROKERS[name], name)
-    return name
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from kombu import Exchange, Producer, Queue
 
 from tasktronaut import Builder, Context, ProcessDefinition
 from tasktronaut_celery import CeleryBackend, ProcessFailed, Run, RunState, StepState
-from tests.support import celery_worker, require, wait_until
+from tests.support import celery_worker, wait_until
 
 from .order import check_run
 from .processes import gate_key, wait_for_gate
@@ -258,13 +258,6 @@ class Sent:
     """The rejection lines the worker wrote, one per hostile message of the module."""
 
     lines: list[str] = field(default_factory=list)
-
-
-@pytest.fixture(scope="module", params=sorted(BROKERS))
-def broker(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    require(BROKERS[name], name)
-    return name
 
 
 @pytest.fixture(scope="module")

@@ -87,6 +87,22 @@ def test_a_step_is_retried_until_it_succeeds(backend: CeleryBackend, recorder: R
     check_hooks(processes.Flaky.build(), recorder.events(run.id), ("on_started", "on_completed"))
 
 
+def test_a_step_that_keeps_failing_fails_the_run_once_its_retries_are_spent(
+    backend: CeleryBackend, recorder: Recorder
+) -> None:
+    """max_retries=2: three attempts, then the run fails with the last attempt's error."""
+    run = processes.GivesUp.build().enqueue(backend)
+
+    with pytest.raises(ProcessFailed, match="ConnectionError: attempt 3 failed"):
+        run.wait(timeout=60)
+
+    assert [e["attempt"] for e in recorder.steps(run.id)] == [1, 2, 3]
+    assert [(s.state, s.attempts) for s in run.steps()] == [
+        (StepState.FAILURE, 3), (StepState.SKIPPED, 0),
+    ]  # fmt: skip
+    assert len(recorder.hooks(run.id, "on_failed")) == 1
+
+
 def test_non_retryable_error_fails_at_once_despite_retries(
     backend: CeleryBackend, recorder: Recorder
 ) -> None:

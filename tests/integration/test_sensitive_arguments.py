@@ -1,9 +1,10 @@
 """A sensitive argument on a real ``celery worker``: the step gets it, nothing shows it.
 
 The worker runs as ``celery -A tests.integration.worker_app worker -E`` with its
-log in a file; a Celery event receiver collects the task events Flower would
-display (args, kwargs, exception, traceback). Steps record the value they
-received in Redis, so the tests can tell that the real value arrived.
+log in a file; a Celery event receiver collects the task events (args,
+kwargs, exception, traceback), and a real Flower shows what it made of them.
+Steps record the value they received in Redis, so the tests can tell that the
+real value arrived.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import redis
 from celery import Celery
 
 from tasktronaut_celery import CeleryBackend, ProcessFailed, RunState
-from tests.support import celery_worker, wait_until
+from tests.support import celery_worker, flower, wait_until
 
 from . import processes
 from .services import BROKERS, EVENTS
@@ -63,6 +64,28 @@ def worker_process(client: CeleryBackend, worker_log: Path) -> Iterator[subproce
     logfile = ("--logfile", str(worker_log))
     with celery_worker(app_module, WORKER_NAME, REPOSITORY, env, BROKERS["redis"], *logfile) as w:
         yield w
+
+
+@pytest.fixture(scope="module")
+def flower_api(worker_process: subprocess.Popen[bytes]) -> Iterator[Callable[[str], Any]]:
+    """A real Flower on the worker's broker (``celery -A tests.integration.worker_app flower``)."""
+    env = {
+        **os.environ,
+        "TASKTRONAUT_TEST_BROKER": BROKERS["redis"],
+        "PYTHONPATH": str(REPOSITORY),
+    }
+    with flower("tests.integration.worker_app", REPOSITORY, env, WORKER_NAME) as get:
+        yield get
+
+
+def _in_flower(flower_api: Callable[[str], Any], task_id: str, state: str) -> dict[str, Any]:
+    """The task as Flower shows it, once Flower has it in ``state``."""
+
+    def shown() -> dict[str, Any] | None:
+        task: dict[str, Any] | None = flower_api("/api/tasks").get(task_id)
+        return task if task is not None and task["state"] == state else None
+
+    return wait_until(shown, 30, f"Flower showing {task_id} {state}")
 
 
 class TaskEvents:
@@ -135,7 +158,10 @@ def _assert_messages_carry_only_ids(run_events: list[dict[str, Any]]) -> None:
 
 
 def test_a_failing_step_s_token_never_reaches_logs_events_or_records(
-    client: CeleryBackend, events: TaskEvents, worker_log: Path
+    client: CeleryBackend,
+    events: TaskEvents,
+    worker_log: Path,
+    flower_api: Callable[[str], Any],
 ) -> None:
     """The token, sensitive through a sub-process, is masked wherever the failure is shown."""
     token = f"tok-{uuid.uuid4().hex}"
@@ -154,14 +180,20 @@ def test_a_failing_step_s_token_never_reaches_logs_events_or_records(
     assert f"RedactedError: {expected}" in failed["traceback"]
     log = worker_log.read_text()
     assert f"RedactedError: {expected}" in log
+    in_flower = _in_flower(flower_api, f"{run.id}:1", "FAILURE")
+    assert in_flower["exception"] == f"RedactedError('{expected}')"
     run_events = events.of(run.id)
     _assert_messages_carry_only_ids(run_events)
-    shown = [log, json.dumps(run_events, default=str), str(failure.value), repr(run.record)]
-    assert token not in "\n".join(shown)
+    flower_tasks = json.dumps(flower_api("/api/tasks"))
+    shown = [log, json.dumps(run_events, default=str), flower_tasks, str(failure.value)]
+    assert token not in "\n".join([*shown, repr(run.record)])
 
 
 def test_a_retried_step_s_token_never_reaches_logs_events_or_records(
-    client: CeleryBackend, events: TaskEvents, worker_log: Path
+    client: CeleryBackend,
+    events: TaskEvents,
+    worker_log: Path,
+    flower_api: Callable[[str], Any],
 ) -> None:
     """Celery's retry (log line and task-retried event) shows the redacted exception."""
     token = f"tok-{uuid.uuid4().hex}"
@@ -175,7 +207,9 @@ def test_a_retried_step_s_token_never_reaches_logs_events_or_records(
     assert retried["exception"] == f"RedactedError('{expected}')"
     log = worker_log.read_text()
     assert f"retry: Retry in 0.0s: RedactedError('{expected}')" in log
+    _in_flower(flower_api, f"{run.id}:0", "SUCCESS")
     run_events = events.of(run.id)
     _assert_messages_carry_only_ids(run_events)
-    shown = [log, json.dumps(run_events, default=str), *(str(s.error) for s in run.steps())]
-    assert token not in "\n".join(shown)
+    flower_tasks = json.dumps(flower_api("/api/tasks"))
+    shown = [log, json.dumps(run_events, default=str), flower_tasks]
+    assert token not in "\n".join([*shown, *(str(s.error) for s in run.steps())])
