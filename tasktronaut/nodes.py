@@ -6,6 +6,9 @@ concurrently, a :class:`ProcessNode` is a (sub-)process with its own children.
 ``each`` and ``transform`` leave no node of their own: they only put arguments
 in scope for the nodes they add.
 
+A node's ``repr`` leaves out its description, which may be built from a
+sensitive argument's value, and masks the sensitive arguments by name.
+
 Every node has a ``path``: the indexes leading to it from the root, joined
 with dots (``"2.1.0"``). The root process has the empty path.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .options import TaskOptions
@@ -40,7 +43,7 @@ class TaskNode:
     path: str
     definition: type[ProcessDefinition]
     method: str
-    description: str | None
+    description: str | None = field(repr=False)  # may quote a sensitive value
     arguments: Mapping[str, Any]
     options: TaskOptions
 
@@ -56,7 +59,7 @@ class BlockNode:
 
     path: str
     mode: ExecutionMode
-    description: str | None
+    description: str | None = field(repr=False)  # may quote a sensitive value
     children: tuple[Node, ...]
 
 
@@ -71,7 +74,7 @@ class ProcessNode:
     path: str
     definition: type[ProcessDefinition]
     mode: ExecutionMode
-    description: str | None
+    description: str | None = field(repr=False)  # may quote a sensitive value
     arguments: Mapping[str, Any]
     children: tuple[Node, ...]
 

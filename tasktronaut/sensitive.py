@@ -7,18 +7,20 @@ their values in two ways:
 
 - **by name**, where it shows arguments (the ``repr`` of arguments and of a
   ``Context``, validation errors): the value is shown as :data:`MASK`;
-- **by value**, in free text (error messages and tracebacks, descriptions in
+- **by value**, in free text (the messages of exceptions, descriptions in
   the default hooks' logs): every occurrence of ``str(value)`` or
   ``repr(value)`` of a sensitive value, or of each item of a sensitive list,
-  tuple, set or dict, becomes :data:`MASK`. Texts shorter than
+  tuple, set or dict, becomes :data:`MASK`. The values are those under a
+  sensitive name at any depth, in the arguments or in a dict, list or tuple
+  inside them, as :func:`masked` finds them. Texts shorter than
   :data:`MIN_REDACTED_LENGTH` characters are left alone: hiding every ``"1"``
   or ``""`` would mangle every message while protecting nothing.
 """
 
 from __future__ import annotations
 
-import traceback
-from collections.abc import Collection, Iterable, Iterator, Mapping
+import re
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -60,25 +62,33 @@ def masked(value: Any, names: Collection[str]) -> Any:
 class Redactor:
     """Hides the sensitive arguments of one run (or one build) in what is shown of it."""
 
-    __slots__ = ("names", "texts")
+    __slots__ = ("names", "pattern", "texts")
 
     def __init__(self, names: Iterable[str] = (), texts: Iterable[str] = ()) -> None:
         self.names = frozenset(names)
         """The sensitive argument names."""
         self.texts = tuple(sorted(set(texts), key=len, reverse=True))
         """The texts of their values, longest first so a ``repr`` goes before the ``str`` in it."""
+        self.pattern = re.compile("|".join(map(re.escape, self.texts))) if self.texts else None
+        """One alternation of :attr:`texts`, in their order, compiled once: :meth:`text` runs
+        on every description and error, so it makes one pass whatever the number of texts."""
 
     @classmethod
     def of(cls, names: Iterable[str], scopes: Iterable[Mapping[str, Any]]) -> Redactor:
-        """The redactor of the values under ``names`` in any of the argument mappings ``scopes``."""
+        """The redactor of the values under ``names`` in any of the argument mappings ``scopes``.
+
+        A name is found at any depth, as :func:`masked` finds it: in a scope
+        and in every dict, list or tuple inside it, so the value of
+        ``account={"password": ...}`` is searched for as well as its mask is shown.
+        """
         names = frozenset(names)
         if not names:
             return NO_REDACTION
         texts = {
             text
             for scope in scopes
-            for name in names & scope.keys()
-            for text in _texts(scope[name])
+            for value in _values_under(scope, names, set())
+            for text in _texts(value)
             if len(text) >= MIN_REDACTED_LENGTH
         }
         return cls(names, texts)
@@ -88,25 +98,28 @@ class Redactor:
 
     def text(self, text: str) -> str:
         """``text`` with every sensitive value in it replaced by the mask."""
-        for secret in self.texts:
-            text = text.replace(secret, MASK)
-        return text
+        return text if self.pattern is None else self.pattern.sub(MASK, text)
 
     def shown(self, name: str, value: Any) -> str:
         """How the argument ``name`` with ``value`` is shown: its ``repr``, or the mask."""
         return MASK if name in self.names else self.text(repr(masked(value, self.names)))
 
     def exception(self, error: BaseException) -> BaseException:
-        """``error``, or a :class:`RedactedError` in its place if its traceback shows a secret.
+        """``error``, or a :class:`RedactedError` in its place if its messages show a secret.
+
+        The messages are those a traceback prints of ``error``, of the
+        exceptions chained to it as cause or (unsuppressed) context, of the
+        members of an exception group, and their notes. Frames are not
+        searched: their file paths and source lines are code, not values, and
+        a short secret such as ``"self"`` would match them in every traceback.
 
         The stand-in keeps ``error``'s frames but not its chain of causes, any
         of which may show the value too; its message is ``TypeName: message``
         of ``error``, redacted.
         """
-        if not self.texts:
+        if self.pattern is None:
             return error
-        shown = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        if self.text(shown) == shown:
+        if not any(self.pattern.search(message) for message in _messages(error, set())):
             return error
         stand_in = RedactedError(self.text(f"{type(error).__name__}: {error}"))
         stand_in.__cause__ = None
@@ -132,6 +145,60 @@ def _texts(value: Any) -> Iterator[str]:
     yield repr(value)
     if isinstance(value, bytes):
         yield value.decode("utf-8", "replace")
+
+
+def _values_under(value: Any, names: frozenset[str], seen: set[int]) -> Iterator[Any]:
+    """The values under ``names`` in every mapping inside ``value``, walked as :func:`masked` does.
+
+    ``seen`` holds the ids of the containers walked so far, so that one that
+    contains itself is walked once.
+    """
+    if not isinstance(value, (Mapping, list, tuple)) or id(value) in seen:
+        return
+    seen.add(id(value))
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if key in names:
+                yield item  # _texts takes every text inside it
+            else:
+                yield from _values_under(item, names, seen)
+    else:
+        for item in value:
+            yield from _values_under(item, names, seen)
+
+
+def _messages(error: BaseException, seen: set[int]) -> Iterator[str]:
+    """What a traceback of ``error`` prints besides its frames: every message and note.
+
+    Covers the exceptions chained to it as a traceback follows them (the
+    cause, else the context unless ``raise ... from None`` suppressed it) and
+    the members of an exception group. ``seen`` guards against chains that loop.
+    """
+    if id(error) in seen:
+        return
+    seen.add(id(error))
+    yield _safe(str, error)
+    shown = _safe(repr, error)  # what Celery's events show, minus the type's name
+    yield shown.removeprefix(type(error).__name__)
+    for note in getattr(error, "__notes__", None) or ():
+        yield _safe(str, note)
+    members = getattr(error, "exceptions", None)  # BaseExceptionGroup, Python 3.11+
+    if isinstance(members, (list, tuple)):
+        for member in members:
+            if isinstance(member, BaseException):
+                yield from _messages(member, seen)
+    if error.__cause__ is not None:
+        yield from _messages(error.__cause__, seen)
+    elif error.__context__ is not None and not error.__suppress_context__:
+        yield from _messages(error.__context__, seen)
+
+
+def _safe(show: Callable[[Any], object], value: Any) -> str:
+    """``show(value)``, or ``""`` if it fails; traceback prints a placeholder instead."""
+    try:
+        return str(show(value))
+    except Exception:
+        return ""
 
 
 _current: ContextVar[Redactor] = ContextVar("tasktronaut_redactor", default=NO_REDACTION)

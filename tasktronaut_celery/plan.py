@@ -39,7 +39,7 @@ class PlannedStep:
     path: str
     process: str
     method: str
-    description: str | None
+    description: str | None = field(repr=False)  # may quote a sensitive value
     arguments: Mapping[str, Any]
     options: Mapping[str, Any]
     completes: tuple[str, ...]

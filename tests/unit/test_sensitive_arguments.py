@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import logging
 import pickle
+import re
 import traceback
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -23,6 +25,7 @@ from tasktronaut import (
     RedactedError,
     redact,
 )
+from tasktronaut.nodes import BlockNode, TaskNode
 from tasktronaut.runtime import Outcome, StepCall, call_hook, run_step
 from tasktronaut.sensitive import MASK, NO_REDACTION, Redactor
 from tasktronaut_celery import ArgumentNotSerializableError
@@ -442,3 +445,119 @@ def test_the_encoded_plan_s_repr_leaves_out_its_body() -> None:
 
     assert TOKEN in encoded.body.decode()
     assert TOKEN not in repr(encoded)
+
+
+def test_a_value_under_a_sensitive_name_at_any_depth_is_searched_for_in_text() -> None:
+    """``masked`` hides a nested sensitive key by name; its value is hidden in free text too."""
+    scope = {
+        "account": {"user": "ada-lovelace", "password": "hunter22"},
+        "accounts": [{"password": ["nested-pw-1", {"deeper": "nested-pw-2"}]}],
+        "tuples": ({"password": 987654},),
+    }
+    redactor = Redactor.of({"password"}, [scope])
+
+    shown = redactor.text("hunter22 nested-pw-1 nested-pw-2 987654 ada-lovelace")
+
+    assert shown == "*** *** *** *** ada-lovelace"
+
+
+def test_an_error_quoting_a_nested_sensitive_value_is_replaced() -> None:
+    """A step's error that quotes ``account["password"]`` reaches Celery as a RedactedError."""
+    redactor = Redactor.of({"password"}, [{"account": {"password": SECRET}}])
+
+    stand_in = redactor.exception(_raised(PermissionError(f"refused {SECRET}")))
+
+    assert isinstance(stand_in, RedactedError)
+    assert str(stand_in) == f"PermissionError: refused {MASK}"
+
+
+def test_reprs_of_a_process_its_nodes_and_a_context_leave_out_descriptions() -> None:
+    """Descriptions may be built from sensitive values; no repr shows them."""
+    process = Login.build(user="ada", password=SECRET)
+    step = process.root.children[0]
+    redactor = Redactor.of({"password"}, [{"password": SECRET}])
+    call = dataclasses.replace(_login_call(redactor), description=f"Log in {SECRET}")
+
+    run_step(call)
+    shown_context = repr(received[0]["context"])
+
+    assert isinstance(step, TaskNode)
+    assert step.description == f"Log in with {SECRET}"
+    assert SECRET not in repr(process) + repr(step) + shown_context
+    assert "description" not in repr(step) + shown_context
+
+
+def test_the_repr_of_a_block_and_of_a_planned_step_leave_out_descriptions() -> None:
+    """A block's description and a planned step's may quote a secret too."""
+
+    class Blocks(ProcessDefinition):
+        sensitive_arguments = ("password",)
+
+        def define_process(self, builder: Builder) -> None:
+            with builder.sequential(description=f"as {builder.arguments['password']}") as block:
+                block.task(self.use, description=f"use {builder.arguments['password']}")
+
+        def use(self) -> None:
+            pass
+
+    process = Blocks.build(password=SECRET)
+    block = process.root.children[0]
+    planned = plan_process(process).steps["0.0"]
+
+    assert isinstance(block, BlockNode)
+    assert block.description == f"as {SECRET}"
+    assert planned.description == f"use {SECRET}"
+    assert SECRET not in repr(block) + repr(planned)
+
+
+def test_code_and_file_paths_in_a_traceback_are_not_searched() -> None:
+    """Short secrets such as ``"self"`` or ``"unit"`` match frames' source and paths, not values."""
+    redactor = Redactor.of({"word"}, [{"word": ["unit", "raise", "caught", "Permission"]}])
+    error = _raised(PermissionError("nothing to hide"))
+
+    assert "unit" in "".join(traceback.format_exception(error))
+    assert redactor.exception(error) is error
+
+
+def test_a_secret_in_the_context_or_a_note_of_an_exception_is_found() -> None:
+    """What a traceback prints besides frames is searched: context, notes, group members.
+
+    A context suppressed by ``raise ... from None`` is not printed, so it is not searched.
+    """
+    redactor = Redactor.of({"password"}, [{"password": SECRET}])
+    try:
+        try:
+            raise LookupError(SECRET)
+        except LookupError:
+            raise RuntimeError("login failed") from None
+    except RuntimeError as suppressed:
+        in_suppressed_context = suppressed
+    try:
+        try:
+            raise LookupError(SECRET)
+        except LookupError:
+            raise RuntimeError("login failed")  # noqa: B904 - the implicit context is the point
+    except RuntimeError as chained:
+        in_context = chained
+    noted = _raised(ValueError("bad input"))
+    if hasattr(noted, "add_note"):  # Python 3.11+
+        noted.add_note(f"while checking {SECRET}")
+        assert isinstance(redactor.exception(noted), RedactedError)
+
+    group_type = getattr(builtins, "ExceptionGroup", None)  # Python 3.11+
+    if group_type is not None:
+        group = _raised(group_type("several", [ValueError("fine"), KeyError(SECRET)]))
+        assert isinstance(redactor.exception(group), RedactedError)
+
+    assert isinstance(redactor.exception(in_context), RedactedError)
+    assert redactor.exception(in_suppressed_context) is in_suppressed_context
+
+
+def test_texts_are_found_with_one_precompiled_pattern_longest_first() -> None:
+    """One regex, compiled once per redactor, replaces every text in a single pass, literally."""
+    redactor = Redactor.of({"pw"}, [{"pw": ["a.b*c+", "a.b*c+-longer"]}])
+
+    assert redactor.pattern is not None
+    assert redactor.pattern.pattern.startswith(re.escape("'a.b*c+-longer'"))
+    assert redactor.text("a.b*c+-longer a.b*c+ aXbbc") == f"{MASK} {MASK} aXbbc"
+    assert NO_REDACTION.pattern is None
