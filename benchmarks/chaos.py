@@ -1,9 +1,10 @@
-"""Worker children killed at random while the load runs: ``python -m benchmarks.chaos``.
+"""Worker children killed at random under load: ``python -m benchmarks.chaos``.
 
-Runs the load of ``tests/integration/load.py`` (200 processes of mixed
-shapes from 8 client threads, two ``celery worker -P prefork -c 2``
-processes) while a killer sends SIGKILL to a random worker child every
-``--every`` seconds, as an out-of-memory killer would. Then it counts, from
+Starts runs of ``crashing.Chaotic`` (ten steps of 0.1 s, four of them side by
+side) from 8 client threads, as the load of ``tests/integration/load.py``
+does, on two ``celery worker -P prefork -c 2`` processes, while a killer
+sends SIGKILL to a random worker child every ``--every`` seconds, as an
+out-of-memory killer would. Then it counts, from
 the runs' records and from what the workers recorded of each step's
 executions: runs that succeeded or failed, steps delivered again after a lost
 worker, steps that completed more than once, and any step that completed more
@@ -24,12 +25,16 @@ from collections import Counter
 from dataclasses import dataclass
 
 from tasktronaut_celery import CeleryBackend, RunError, RunState
-from tests.integration.load import RUNS, THREADS, Started, load_workers, start_load
+from tests.integration.crashing import Chaotic
+from tests.integration.load import THREADS, Shape, Started, load_workers, start_load
 from tests.integration.recorder import Recorder
 from tests.integration.services import BROKERS, EVENTS
 from tests.integration.worker_app import make_app
 
-SETTLE_TIMEOUT = 900.0
+SETTLE_TIMEOUT = 300.0
+RUNS = 100
+LOG_DIR = "/tmp"
+SHAPES = (Shape("chaotic", Chaotic, lambda index, token: {"token": token}),)
 
 
 class Killer(threading.Thread):
@@ -49,8 +54,10 @@ class Killer(threading.Thread):
                 capture_output=True, text=True, check=False,
             ).stdout.split()  # fmt: skip
             if children:
-                subprocess.run(["kill", f"-{signal.SIGKILL.value}", random.choice(children)])
+                victim = random.choice(children)
+                subprocess.run(["kill", f"-{signal.SIGKILL.value}", victim], check=False)
                 self.kills += 1
+                print(f"{time.time():.3f} killed {victim}", flush=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +78,13 @@ class Outcome:
 def measure(broker: str, runs: int, threads: int, every: float) -> Outcome:
     """Run the load on ``broker`` while killing worker children; count what happened."""
     url = BROKERS[broker]
-    with load_workers(url, True, "--loglevel", "ERROR") as workers:
+    logs = ("--loglevel", "INFO", "--logfile", f"{LOG_DIR}/chaos-{broker}-%n.log")
+    with load_workers(url, True, *logs) as workers:
         backend = CeleryBackend(make_app(url, name="tasktronaut-chaos-benchmark"))
         killer = Killer(workers, every)
         began = time.time()
         killer.start()
-        started = start_load(backend, runs, threads)
+        started = start_load(backend, runs, threads, SHAPES)
         failures = _settle(started)
         wall = time.time() - began
         killer.stopped.set()
@@ -93,6 +101,8 @@ def _settle(started: list[Started]) -> list[str]:
             each.run.wait(timeout=max(0.0, deadline - time.monotonic()))
         except RunError as error:
             failures.append(str(error))
+        except TimeoutError:
+            failures.append(f"run {each.run.id} still {each.run.state.value}: stuck")
     return failures
 
 

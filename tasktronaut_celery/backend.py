@@ -16,11 +16,11 @@ from tasktronaut.sensitive import NO_REDACTION
 from .apps import attach, runner_for
 from .canvas import (
     BEGIN_TASK,
-    CANCEL_TASK,
     JOIN_TASK,
+    SETTLE_TASK,
     START_TASK,
     STEP_TASK,
-    cancel_signature,
+    settle_signature,
     start_signature,
 )
 from .errors import (
@@ -133,7 +133,7 @@ class CeleryBackend:
         self.canvas_limit = canvas_limit
         """The largest process, in actions, sent as Celery canvas."""
         self.max_deliveries = max_deliveries
-        """How often one attempt of a step may reach a worker before its run fails."""
+        """How often one attempt of a step may run; the next delivery fails its run."""
         self._lock = threading.RLock()
         self._store: RunStore | None = None
         self._runner: Runner | None = None
@@ -196,12 +196,19 @@ class CeleryBackend:
         return Run(run_id, self.store, functools.partial(self._load_plan, run_id), self.cancel)
 
     def cancel(self, run_id: str) -> bool:
-        """Cancel a run; ``False`` if it had already ended. Hooks fire on a worker."""
-        if not self.store.finish(run_id, RunState.CANCELLED, error=CANCELLED_BY_CLIENT):
-            return False
+        """Cancel a run; ``False`` if it had already ended. Hooks fire on a worker.
+
+        Cancelling again a cancelled run whose hooks have not fired (the
+        message asking a worker to fire them was lost) sends that message again.
+        """
+        cancelled = self.store.finish(run_id, RunState.CANCELLED, error=CANCELLED_BY_CLIENT)
+        if not cancelled:
+            record = self.store.record(run_id)
+            if record is None or record.state is not RunState.CANCELLED or record.settled_at:
+                return False
         root = self._load_plan(run_id).root.name
-        cancel_signature(self.app, run_id, root, self.control_queue).apply_async()
-        return True
+        settle_signature(self.app, run_id, root, self.control_queue).apply_async()
+        return cancelled
 
     def _load_plan(self, run_id: str) -> Plan:
         encoded = self.store.plan(run_id)
@@ -230,7 +237,7 @@ class CeleryBackend:
         @self.app.task(name=START_TASK, **options)
         def start(task: Task, *args: Any, **fields: Any) -> None:
             (run,) = message_fields(task, args, fields, "run")
-            runner(task).start(run)
+            runner(task).start(task, run)
 
         @self.app.task(name=STEP_TASK, **options)
         def step(task: Task, *args: Any, **fields: Any) -> None:
@@ -240,14 +247,14 @@ class CeleryBackend:
         @self.app.task(name=BEGIN_TASK, **options)
         def begin(task: Task, *args: Any, **fields: Any) -> None:
             run, path = message_fields(task, args, fields, "run", "begin")
-            runner(task).begin(run, path)
+            runner(task).begin(task, run, path)
 
         @self.app.task(name=JOIN_TASK, **options)
         def join(task: Task, *args: Any, **fields: Any) -> None:
             run, path = message_fields(task, args, fields, "run", "join")
-            runner(task).join(run, path)
+            runner(task).join(task, run, path)
 
-        @self.app.task(name=CANCEL_TASK, **options)
-        def cancel(task: Task, *args: Any, **fields: Any) -> None:
+        @self.app.task(name=SETTLE_TASK, **options)
+        def settle(task: Task, *args: Any, **fields: Any) -> None:
             (run,) = message_fields(task, args, fields, "run")
-            runner(task).fire_cancelled(run)
+            runner(task).settle(run)

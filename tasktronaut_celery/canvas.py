@@ -16,6 +16,7 @@ from celery.canvas import Signature
 
 from .flow import Action, Begin, Chain, Flow, Join, Step
 from .plan import Plan
+from .stores import chords_need_member_results
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -24,10 +25,17 @@ STEP_TASK = "tasktronaut.step"
 JOIN_TASK = "tasktronaut.join"
 BEGIN_TASK = "tasktronaut.begin"
 START_TASK = "tasktronaut.start"
-CANCEL_TASK = "tasktronaut.cancel"
-RUNNER_TASKS = frozenset({STEP_TASK, JOIN_TASK, BEGIN_TASK, START_TASK, CANCEL_TASK})
+SETTLE_TASK = "tasktronaut.settle"
+RUNNER_TASKS = frozenset({STEP_TASK, JOIN_TASK, BEGIN_TASK, START_TASK, SETTLE_TASK})
 
 _SIGNATURE_OPTIONS = ("queue", "priority", "time_limit", "soft_time_limit")
+# How the task id of each kind of message ends (a step's is ``<run>:<path>``).
+_ID_SUFFIXES = {
+    JOIN_TASK: ":join",
+    BEGIN_TASK: ":begin",
+    START_TASK: ":start",
+    SETTLE_TASK: ":settle",
+}
 
 
 def step_task_id(run_id: str, path: str) -> str:
@@ -36,35 +44,39 @@ def step_task_id(run_id: str, path: str) -> str:
 
 
 def join_task_id(run_id: str, path: str) -> str:
-    """The Celery task id of a join."""
-    return f"{run_id}:{path or 'root'}:join"
+    """The Celery task id of a join (``root`` stands for the root's empty path)."""
+    return f"{run_id}:{path or 'root'}{_ID_SUFFIXES[JOIN_TASK]}"
 
 
 def begin_task_id(run_id: str, path: str) -> str:
     """The Celery task id of the begin of the sub-process at ``path``."""
-    return f"{run_id}:{path}:begin"
+    return f"{run_id}:{path}{_ID_SUFFIXES[BEGIN_TASK]}"
+
+
+def start_task_id(run_id: str) -> str:
+    """The Celery task id of a run's start message."""
+    return f"{run_id}{_ID_SUFFIXES[START_TASK]}"
+
+
+def settle_task_id(run_id: str) -> str:
+    """The Celery task id of a run's settle message."""
+    return f"{run_id}{_ID_SUFFIXES[SETTLE_TASK]}"
 
 
 def parse_task_id(task_name: str, task_id: str) -> tuple[str, str | None] | None:
     """The run id and path a Tasktronaut task id names, or ``None`` if it names none.
 
-    The inverse of the ids given here; ``None`` as the path for a run's start
-    and cancel messages. Paths never hold a colon, run ids may.
+    The inverse of the ids above; ``None`` as the path for a run's start and
+    settle messages. Paths never hold a colon, run ids may.
     """
-    suffixes = {
-        JOIN_TASK: ":join",
-        BEGIN_TASK: ":begin",
-        START_TASK: ":start",
-        CANCEL_TASK: ":cancel",
-    }
     if task_name == STEP_TASK:
         run_id, _, path = task_id.rpartition(":")
         return (run_id, path) if run_id and path else None
-    suffix = suffixes.get(task_name)
+    suffix = _ID_SUFFIXES.get(task_name)
     if suffix is None or not task_id.endswith(suffix):
         return None
     rest = task_id.removesuffix(suffix)
-    if task_name in (START_TASK, CANCEL_TASK):
+    if task_name in (START_TASK, SETTLE_TASK):
         return (rest, None) if rest else None
     run_id, _, path = rest.rpartition(":")
     if not run_id or not path:
@@ -83,16 +95,19 @@ def to_signature(
     if isinstance(flow, Chain):
         return chain(*signatures, app=app)
     *members, body = signatures
-    header = group([_storing_results(member) for member in members], app=app)
-    return chord(header, body, app=app)
+    if chords_need_member_results(app):
+        members = [_storing_results(member) for member in members]
+    return chord(group(members, app=app), body, app=app)
 
 
 def _storing_results(signature: Signature) -> Signature:
     """``signature`` with every task in it storing its result.
 
-    Tasktronaut's tasks keep no Celery result, except inside a chord header:
-    most result backends join a chord by reading its members' results (the
-    database ones by polling them); only Redis counts members on its own.
+    Tasktronaut's tasks keep no Celery result, except inside a chord header
+    on result backends that join a chord by reading its members' results
+    (the database ones by polling them). On Redis, which counts members on
+    its own, members keep none either: a member whose worker dies after it
+    returned is then delivered again rather than taken for done, and counted.
     """
     for task in getattr(signature, "tasks", None) or (signature,):
         if task is signature:
@@ -164,22 +179,22 @@ def start_signature(app: Celery, plan: Plan, control_queue: str | None = None) -
         app,
         START_TASK,
         {"run": plan.run_id},
-        task_id=f"{plan.run_id}:start",
+        task_id=start_task_id(plan.run_id),
         shadow=f"{plan.root.name}:start",
         **_queue(control_queue),
     )
 
 
-def cancel_signature(
+def settle_signature(
     app: Celery, run_id: str, root_name: str, control_queue: str | None = None
 ) -> Signature:
-    """The message that fires ``on_cancelled`` hooks on a worker after a client cancels."""
+    """The message that has a worker fire the hooks an ended run still owes."""
     return _signature(
         app,
-        CANCEL_TASK,
+        SETTLE_TASK,
         {"run": run_id},
-        task_id=f"{run_id}:cancel",
-        shadow=f"{root_name}:cancel",
+        task_id=settle_task_id(run_id),
+        shadow=f"{root_name}:settle",
         **_queue(control_queue),
     )
 

@@ -5,7 +5,9 @@ when workers dispatch the run, its first actions);
 ``step`` runs one step through the core runtime, records it and settles what
 follows (continue, retry, fail the run, cancel it); ``begin`` and ``join``
 mark where a sub-process starts and where a concurrent section or a process
-ends; ``cancel`` fires ``on_cancelled`` after a client cancelled.
+ends; ``settle`` fires the hooks an ended run still owes (``on_cancelled``
+after a client cancelled, ``on_failed`` after the worker's main process
+failed the run), then marks it settled.
 
 Before anything runs, the run's state is read: once a run has failed or been
 cancelled, every message still queued is skipped, which also stops its chain.
@@ -13,27 +15,34 @@ When workers dispatch a run, the worker that finishes an action sends what
 follows it, counting chord members in the run store.
 Each hook is claimed in the run store before it is called, so it fires once
 per process per run however many workers race for it.
+
+Deliveries: a step starts by swapping its stored record for a STARTED one
+(compare-and-set), so of two messages for the same step only one runs it. A
+message the broker delivers again after its worker was lost runs the step
+again, up to ``max_deliveries`` times; any other second message is ignored.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from celery.exceptions import Ignore, Reject
+from celery.exceptions import Ignore
 from celery.utils.time import get_exponential_backoff_interval
 
 from tasktronaut.definition import ProcessDefinition
+from tasktronaut.errors import ProcessError
 from tasktronaut.registry import resolve_definition
 from tasktronaut.runtime import Hook, Outcome, StepCall, call_hook, run_step
-from tasktronaut.sensitive import NO_REDACTION, Redactor
+from tasktronaut.sensitive import Redactor
 
-from .canvas import action_signature, to_signature
+from .canvas import action_signature, settle_signature, to_signature
 from .errors import CorruptPlanError, StepLostError
 from .flow import Action, Begin, Continuation, Join, Step, continuations, entries
 from .messages import reject
-from .plan import Dispatch, Plan, PlannedStep, decode_plan
+from .plan import Dispatch, EncodedPlan, Plan, PlannedStep, decode_plan
 from .store import RunRecord, RunState, RunStore, StepRecord, StepState, now
 
 if TYPE_CHECKING:
@@ -45,6 +54,11 @@ CELERY_DEFAULT_RETRY_DELAY = 180.0
 CELERY_DEFAULT_BACKOFF_MAX = 600.0
 _PLAN_CACHE_SIZE = 64
 DEFAULT_MAX_DELIVERIES = 3
+
+# Transports that tell a message delivered again (after its worker was lost)
+# from a new one; on others every delivery of a started step counts as a
+# redelivery. The in-memory transport never redelivers.
+_FLAGGING_TRANSPORTS = frozenset({"amqp", "redis", "memory"})
 
 
 def describe_error(error: BaseException, redactor: Redactor) -> str:
@@ -84,6 +98,9 @@ class Runner:
         self._plans: OrderedDict[str, Plan] = OrderedDict()
         self._following: dict[str, dict[Action, Continuation]] = {}
         self._claimed: dict[str, set[str]] = {}  # hook markers known to be claimed, per run
+        self._flags_redeliveries = app.connection_for_write().transport.driver_type in (
+            _FLAGGING_TRANSPORTS
+        )
 
     def plan(self, run_id: str) -> Plan:
         """The plan of ``run_id``, read once per worker process; rejects unknown runs."""
@@ -93,20 +110,34 @@ class Runner:
             if encoded is None:
                 reject(f"run {run_id!r} does not exist (never enqueued, or expired)")
             try:
-                plan = decode_plan(encoded, self._app.conf.accept_content)
+                plan = self._remember(run_id, encoded)
             except CorruptPlanError as error:
                 reject(f"run {run_id!r}: {error}")
-            self._plans[run_id] = plan
-            if len(self._plans) > _PLAN_CACHE_SIZE:
-                evicted, _ = self._plans.popitem(last=False)
-                self._following.pop(evicted, None)
-                self._claimed.pop(evicted, None)
         return plan
 
-    def start(self, run_id: str) -> None:
-        """Fire the process's ``on_started``, then send its canvas (or its first actions)."""
+    def _remember(self, run_id: str, encoded: EncodedPlan) -> Plan:
+        plan = decode_plan(encoded, self._app.conf.accept_content)
+        self._plans[run_id] = plan
+        if len(self._plans) > _PLAN_CACHE_SIZE:
+            evicted, _ = self._plans.popitem(last=False)
+            self._following.pop(evicted, None)
+            self._claimed.pop(evicted, None)
+        return plan
+
+    def start(self, task: Task, run_id: str) -> None:
+        """Fire the process's ``on_started``, then send its canvas (or its first actions).
+
+        A start message for a run under way is sent again only if the broker
+        redelivers it (its worker died while sending); another is a duplicate.
+        """
         plan = self.plan(run_id)
-        self._skip_if_finished(run_id, self._store.record(run_id), "start")
+        redelivered = self._redelivered(task)
+        running = self._skip_if_ended(
+            plan, run_id, self._store.record(run_id), "start", redelivered
+        )
+        if running and not redelivered:
+            logger.info("run %s has started already; ignoring a duplicate start", run_id)
+            raise Ignore()
         self._store.mark_running(run_id)
         self._settle_control(plan, run_id, "", lambda: self._start_processes(plan, run_id, ""))
         if plan.dispatch is Dispatch.CANVAS:
@@ -114,22 +145,26 @@ class Runner:
         else:
             self._send(plan, entries(plan.flow))
 
-    def begin(self, run_id: str, path: str) -> None:
+    def begin(self, task: Task, run_id: str, path: str) -> None:
         """Fire ``on_started`` of the sub-process at ``path`` before its steps start."""
         plan = self.plan(run_id)
         if not path or path not in plan.processes:
             reject(f"run {run_id}: {path!r} is not a sub-process of this run")
-        self._skip_if_finished(run_id, self._store.record(run_id), f"begin {path}")
+        record = self._store.record(run_id)
+        self._skip_if_ended(plan, run_id, record, f"begin {path}", self._redelivered(task))
         self._settle_control(plan, run_id, path, lambda: self._start_processes(plan, run_id, path))
         self._advance(plan, run_id, Begin(path))
 
-    def join(self, run_id: str, path: str) -> None:
+    def join(self, task: Task, run_id: str, path: str) -> None:
         """Record that the block or process at ``path`` has finished."""
         plan = self.plan(run_id)
         completes = plan.joins.get(path)
         if completes is None:
             reject(f"run {run_id}: {path!r} is not a join of this run")
-        self._skip_if_finished(run_id, self._store.record(run_id), f"join {path or 'root'}")
+        record = self._store.record(run_id)
+        self._skip_if_ended(
+            plan, run_id, record, f"join {path or 'root'}", self._redelivered(task)
+        )
 
         def finish_processes() -> None:
             if path in plan.processes:  # an empty process starts at its join
@@ -146,22 +181,24 @@ class Runner:
         if step is None:
             reject(f"run {run_id}: {path!r} is not a step of this run")
         run, previous = self._store.status(run_id, path)
-        running = self._skip_if_finished(run_id, run, f"step {path}")
+        redelivered = self._redelivered(task)
+        running = self._skip_if_ended(plan, run_id, run, f"step {path}", redelivered)
         if previous is not None and previous.state is StepState.SUCCESS:
             logger.info("run %s: step %s already succeeded; not running it again", run_id, path)
-            self._finish_repeated_success(plan, run_id, path)
+            self._pass_on_repeated_success(plan, run_id, path)
             return  # Celery sends the rest of the chain, as the first delivery may not have
         attempt = task.request.retries + 1
         deliveries = 1
         if previous is not None:
-            redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
             deliveries = self._delivery(plan, run_id, step, previous, attempt, redelivered)
         if not running:
             self._store.mark_running(run_id)
         record = StepRecord(
             StepState.STARTED, attempts=attempt, started_at=now(), deliveries=deliveries
         )
-        self._store.put_step(run_id, path, record)
+        if not self._store.put_step_if(run_id, path, record, previous):
+            logger.info("run %s: step %s was started by another message; ignoring", run_id, path)
+            raise Ignore()
         try:
             definition = self._definition(plan, step.process)
             self._start_processes(plan, run_id, path)
@@ -189,11 +226,11 @@ class Runner:
         error = result.error
         assert error is not None
         if result.outcome is Outcome.CANCELLED:
-            cancelled = record.moved_to(
-                StepState.CANCELLED, finished_at=now(), error=describe_error(error, plan.redactor)
-            )
+            reason = describe_error(error, plan.redactor)
+            cancelled = record.moved_to(StepState.CANCELLED, finished_at=now(), error=reason)
             self._store.put_step(run_id, path, cancelled)
-            self.cancel(run_id, reason=describe_error(error, plan.redactor), step=path)
+            if self._store.finish(run_id, RunState.CANCELLED, step=path, error=reason):
+                self._settle_ended(plan, run_id, RunState.CANCELLED)
             raise Ignore()
         max_retries = step.options.get("max_retries", 0)
         if result.outcome is Outcome.RETRYABLE and task.request.retries < max_retries:
@@ -203,6 +240,12 @@ class Runner:
             hidden = plan.redactor.exception(error)  # what Celery logs and sends in events
             raise task.retry(exc=hidden, countdown=countdown, max_retries=max_retries)
         self._fail_step(plan, run_id, step, record, error)
+
+    def _redelivered(self, task: Task) -> bool:
+        """Whether the broker delivers this message again (its worker was lost, or cut off)."""
+        if not self._flags_redeliveries:
+            return True
+        return bool((task.request.delivery_info or {}).get("redelivered"))
 
     def _delivery(
         self,
@@ -218,7 +261,7 @@ class Runner:
         A message that the broker delivers again because its worker was lost
         runs the step again, up to ``max_deliveries`` times. Any other message
         for a step that has started (a duplicate sent by a repeated
-        predecessor, or a stale attempt's) is ignored, so duplicates never
+        predecessor, or a stale attempt's) is ignored, so duplicates do not
         ripple through the run.
         """
         path = step.path
@@ -242,66 +285,61 @@ class Runner:
         )  # fmt: skip
         return previous.deliveries + 1
 
-    def _finish_repeated_success(self, plan: Plan, run_id: str, path: str) -> None:
-        """Do what a succeeded step's first delivery may not have done before its worker died.
+    def _pass_on_repeated_success(self, plan: Plan, run_id: str, path: str) -> None:
+        """Send on what follows a succeeded step, as its first delivery may not have.
 
         Dispatching workers send the successors that have not started. In a
-        Celery canvas, Celery sends the rest of a chain when the task returns,
-        and a duplicate of a started step is then ignored; a chord member is
-        ignored instead, since counting it twice would start the body early.
+        Celery canvas, Celery sends the rest of a chain, or counts a chord
+        member, when the task returns: Redis counts each member once, and a
+        duplicate of a step that has started is ignored.
         """
         if plan.dispatch is Dispatch.WORKER:
             self._advance(plan, run_id, Step(path), again=True)
             raise Ignore()
-        if self._continuations(run_id, plan)[Step(path)].chord is not None:
-            raise Ignore()
 
-    def fail_from_outside(self, run_id: str, path: str | None, error: Exception) -> None:
-        """Fail the run at ``path`` for what befell its message outside the runner.
+    def settle(self, run_id: str) -> None:
+        """Fire the hooks an ended run still owes, then mark it settled.
 
-        Celery killed the step at its hard time limit, or the worker could not
-        read the message: the step never got to say so. ``path`` is ``None``
-        for the start message. Runs that do not exist or have ended are left alone.
-        """
-        plan = self._plan_to_end(run_id, path, RunState.FAILURE, error)
-        if plan is None:
-            return
-        where = path if path is not None else ""
-        step = plan.steps.get(where)
-        if step is not None:
-            self._end_step(run_id, where, StepState.FAILURE, describe_error(error, plan.redactor))
-        self._fail_run(
-            plan, run_id, where, step.method if step else f"<{where or 'start'}>", error
-        )
-
-    def cancel_from_outside(self, run_id: str, path: str | None, reason: str) -> None:
-        """Cancel the run whose message at ``path`` was revoked, and fire ``on_cancelled``."""
-        plan = self._plan_to_end(run_id, path, RunState.CANCELLED, RuntimeError(reason))
-        if plan is None:
-            return
-        if path is not None and path in plan.steps:
-            self._end_step(run_id, path, StepState.CANCELLED, reason)
-        self.cancel(run_id, reason, step=path)
-
-    def _plan_to_end(
-        self, run_id: str, path: str | None, state: RunState, error: Exception
-    ) -> Plan | None:
-        """The plan of a run to end from outside, or ``None`` if there is nothing to do.
-
-        A run whose plan cannot be read is ended here, without hooks (they
-        would need the plan to be found).
+        Sent after a client cancelled a run, or after the worker's main process
+        ended one (a revoked, unreadable or killed message). A message for a run
+        that has not ended (forged) is rejected.
         """
         record = self._store.record(run_id)
-        if record is None or record.state.finished:
-            return None
+        if record is None:
+            reject(f"run {run_id!r} does not exist (never enqueued, or expired)")
+        if not record.state.finished:
+            reject(f"run {run_id!r} has not ended; there is nothing to settle")
+        if record.settled_at is None:
+            self._settle_ended(self.plan(run_id), run_id, record.state)
+
+    def end_from_outside(
+        self, run_id: str, path: str | None, state: RunState, reason: str
+    ) -> None:
+        """End the run at ``path`` for what befell its message outside the runner.
+
+        Celery revoked the message, could not read it, or killed its step at
+        the hard time limit: the step never got to say so. This runs in the
+        worker's main process, so it only writes to the run store; a settle
+        message then has a pool process fire ``on_failed`` or ``on_cancelled``.
+        ``path`` is ``None`` for the start message. Runs that do not exist or
+        have ended are left alone; a run whose plan cannot be read is ended
+        without hooks.
+        """
+        record = self._store.record(run_id)
+        encoded = self._store.plan(run_id)
+        if record is None or encoded is None or record.state.finished:
+            return
         try:
-            return self.plan(run_id)
-        except Reject:
-            reason = (
-                describe_error(error, NO_REDACTION) if state is RunState.FAILURE else str(error)
-            )
-            self._store.finish(run_id, state, step=path, error=reason, settled=True)
-            return None
+            plan: Plan | None = self._plans.get(run_id) or self._remember(run_id, encoded)
+        except CorruptPlanError:
+            plan = None
+        if plan is not None and path is not None and path in plan.steps:
+            step_state = StepState.CANCELLED if state is RunState.CANCELLED else StepState.FAILURE
+            self._end_step(run_id, path, step_state, reason)
+        ended = self._store.finish(run_id, state, step=path, error=reason, settled=plan is None)
+        if ended and plan is not None:
+            root = plan.root.name
+            settle_signature(self._app, run_id, root, self._control_queue).apply_async()
 
     def _end_step(self, run_id: str, path: str, state: StepState, error: str) -> None:
         record = self._store.step(run_id, path) or StepRecord(StepState.PENDING)
@@ -309,41 +347,51 @@ class Runner:
             ended = record.moved_to(state, finished_at=now(), error=error)
             self._store.put_step(run_id, path, ended)
 
-    def cancel(self, run_id: str, reason: str, step: str | None = None) -> bool:
-        """End the run as CANCELLED and fire ``on_cancelled``; ``False`` if it had ended."""
-        if not self._store.finish(run_id, RunState.CANCELLED, step=step, error=reason):
-            return False
-        self.fire_cancelled(run_id)
-        return True
+    def _settle_ended(self, plan: Plan, run_id: str, state: RunState) -> None:
+        """Fire the end hooks that ``state`` calls for and have not fired, then settle the run.
 
-    def fire_cancelled(self, run_id: str) -> None:
-        """Fire ``on_cancelled`` once for the root and each started, unfinished sub-process.
-
-        The run is settled afterwards, even if a hook raised (hooks' errors are logged).
-        A cancel message for a run that was not cancelled (forged) is rejected.
+        The run is settled even if a hook raised (hooks' errors are logged).
         """
-        record = self._store.record(run_id)
-        if record is None:
-            reject(f"run {run_id!r} does not exist (never enqueued, or expired)")
-        if record.state is not RunState.CANCELLED:
-            reject(f"run {run_id!r} was not cancelled; its cancel hooks do not fire")
         try:
-            plan = self.plan(run_id)
-            claims = self._store.claimed(run_id)
-            started = {m.partition(":")[2] for m in claims if m.startswith("started:")}
-            completed = {m.partition(":")[2] for m in claims if m.startswith("completed:")}
-            under_way = (started - completed) | {""}
-            for path in sorted(under_way, key=lambda p: (-p.count("."), -len(p), p)):
-                self._fire_once(plan, run_id, "on_cancelled", path, run_id)
+            if state is RunState.CANCELLED:
+                self._fire_cancelled(plan, run_id)
+            elif state is RunState.FAILURE:
+                record = self._store.record(run_id)
+                path = (record.step if record else None) or ""
+                step = plan.steps.get(path)
+                name = step.method if step else f"<{path or 'start'}>"
+                error = ProcessError((record.error if record else None) or "the run failed")
+                self._fire_failed(plan, run_id, path, name, error)
         finally:
             self._store.settle(run_id)
+
+    def _fire_cancelled(self, plan: Plan, run_id: str) -> None:
+        """Fire ``on_cancelled`` once for the root and each started, unfinished sub-process."""
+        claims = self._store.claimed(run_id)
+        started = {m.partition(":")[2] for m in claims if m.startswith("started:")}
+        completed = {m.partition(":")[2] for m in claims if m.startswith("completed:")}
+        under_way = (started - completed) | {""}
+        for path in sorted(under_way, key=lambda p: (-p.count("."), -len(p), p)):
+            self._fire_once(plan, run_id, "on_cancelled", path, run_id)
+
+    def _fire_failed(
+        self, plan: Plan, run_id: str, path: str, step: str, error: Exception
+    ) -> None:
+        """Fire ``on_failed`` once for each process from ``path`` up to the root."""
+        for process in plan.lineage(path):
+            try:
+                self._fire_once(plan, run_id, "on_failed", process, run_id, step, error)
+            except Exception:
+                name = plan.processes[process].name
+                logger.exception("run %s: on_failed of %s not called", run_id, name)
 
     def _advance(self, plan: Plan, run_id: str, action: Action, again: bool = False) -> None:
         """When workers dispatch the run, send what follows ``action``.
 
         ``again`` is for a message delivered once more after its action had
-        succeeded: steps that follow and have already started are not sent again,
-        so a duplicate does not ripple through the rest of the run.
+        succeeded (its worker may have died before sending): steps that follow
+        and have already started are not sent again, and a chord's body is
+        sent again even if claimed (a duplicate of it is ignored).
         """
         if plan.dispatch is not Dispatch.WORKER:
             return  # Celery's chains and chords carry the rest
@@ -352,8 +400,8 @@ class Runner:
             chord = f"{type(then.chord).__name__.lower()}:{then.chord.path}"
             if self._store.arrive(run_id, chord, then.member) < then.size:
                 return
-            if not self._store.claim(run_id, f"joined:{chord}"):
-                return  # another member's worker, or an earlier delivery, sent the body
+            if not self._store.claim(run_id, f"joined:{chord}") and not again:
+                return  # another member's worker sent the body
             self._send(plan, (then.chord,))
         elif then.start:
             targets = then.start
@@ -377,12 +425,20 @@ class Runner:
                 signature = action_signature(self._app, plan, action, self._control_queue)
                 signature.apply_async(producer=producer)
 
-    def _skip_if_finished(self, run_id: str, record: RunRecord | None, what: str) -> bool:
-        """Skip ``what`` if the run has ended; else whether the run is RUNNING already."""
+    def _skip_if_ended(
+        self, plan: Plan, run_id: str, record: RunRecord | None, what: str, redelivered: bool
+    ) -> bool:
+        """Skip ``what`` if the run has ended; else whether the run is RUNNING already.
+
+        A redelivered message of an ended run that was never settled is the
+        message whose worker died while ending it: its hooks are fired here.
+        """
         if record is not None and not record.state.finished:
             return record.state is RunState.RUNNING
         state = record.state.value if record else "gone"
         logger.info("run %s is %s; skipping %s", run_id, state, what)
+        if record is not None and record.settled_at is None and redelivered:
+            self._settle_ended(plan, run_id, record.state)
         raise Ignore()
 
     def _definition(self, plan: Plan, process: str) -> type[ProcessDefinition]:
@@ -408,7 +464,9 @@ class Runner:
         if won:
             call_hook(self._definition(plan, process), hook, *args, redactor=plan.redactor)
 
-    def _settle_control(self, plan: Plan, run_id: str, path: str, work: Any) -> None:
+    def _settle_control(
+        self, plan: Plan, run_id: str, path: str, work: Callable[[], None]
+    ) -> None:
         """Run a control task's ``work``; if a hook in it raises, the run fails there."""
         try:
             work()
@@ -435,12 +493,7 @@ class Runner:
         if not self._store.finish(run_id, RunState.FAILURE, step=path, error=description):
             return
         try:
-            for process in plan.lineage(path):
-                try:
-                    self._fire_once(plan, run_id, "on_failed", process, run_id, step, error)
-                except Exception:
-                    name = plan.processes[process].name
-                    logger.exception("run %s: on_failed of %s not called", run_id, name)
+            self._fire_failed(plan, run_id, path, step, error)
         finally:
             self._store.settle(run_id)
 

@@ -168,6 +168,17 @@ class RunStore(ABC):
         """Store the record of the step at ``path``."""
 
     @abstractmethod
+    def put_step_if(
+        self, run_id: str, path: str, record: StepRecord, expected: StepRecord | None
+    ) -> bool:
+        """Store ``record`` only if the step's stored record is still ``expected``.
+
+        ``None`` expects no record. ``True`` if stored: of two workers that read
+        the same record and start the same step, one wins. ``False`` also for
+        a run that does not exist.
+        """
+
+    @abstractmethod
     def step(self, run_id: str, path: str) -> StepRecord | None:
         """The record of the step at ``path``, if it has started."""
 

@@ -22,8 +22,9 @@ from celery.signals import task_revoked
 from celery.worker.request import Request
 
 from .apps import runner_for
-from .canvas import RUNNER_TASKS, parse_task_id
+from .canvas import RUNNER_TASKS, STEP_TASK, parse_task_id
 from .errors import CorruptPlanError
+from .store import RunState
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -32,11 +33,11 @@ logger = logging.getLogger("tasktronaut.celery")
 
 
 def watch(app: Celery) -> None:
-    """Have ``app``'s workers end the runs of Tasktronaut messages they cannot read."""
+    """Have ``app``'s workers end the runs of Tasktronaut messages they drop."""
     app.steps["consumer"].add(FailRunsOfUnreadableMessages)
+    task_revoked.connect(_cancel_revoked_runs, dispatch_uid="tasktronaut-revoked-runs")
 
 
-@task_revoked.connect
 def _cancel_revoked_runs(
     sender: Any = None,
     request: Any = None,
@@ -60,8 +61,8 @@ def _cancel_revoked_runs(
         reason = f"terminated (signal {signum}) while it ran"
     else:
         reason = "revoked"
-    what = f"step {path}" if name == "tasktronaut.step" else f"the {name} message"
-    _guarded(runner.cancel_from_outside, run_id, path, f"{what} was {reason}")
+    what = f"step {path}" if name == STEP_TASK else f"the {name} message"
+    _guarded(runner.end_from_outside, run_id, path, RunState.CANCELLED, f"{what} was {reason}")
 
 
 class FailRunsOfUnreadableMessages(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -106,6 +107,7 @@ def _refusing_malformed(consumer: Any, name: str, strategy: Any) -> Any:
 
     def guarded(message: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
         try:
+            _check_shape(message.payload if body is None else body)
             return strategy(message, body, *args, **kwargs)
         except (ValueError, TypeError) as exc:  # e.g. a body that is not a 3-item list
             headers = getattr(message, "headers", None) or {}
@@ -118,6 +120,17 @@ def _refusing_malformed(consumer: Any, name: str, strategy: Any) -> Any:
 
     guarded.tasktronaut_guarded = True  # type: ignore[attr-defined]
     return guarded
+
+
+def _check_shape(payload: Any) -> None:
+    """Raise ``ValueError`` unless ``payload`` is a protocol-2 body: args, kwargs, embed."""
+    if not isinstance(payload, (list, tuple)) or len(payload) != 3:
+        raise ValueError(f"a {type(payload).__name__}, not a 3-item list")
+    args, kwargs, embed = payload
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+        raise ValueError("args must be a list and kwargs an object")
+    if embed is not None and not isinstance(embed, dict):
+        raise ValueError("embed must be an object")
 
 
 class KilledStepRequest(Request):  # type: ignore[misc]
@@ -134,7 +147,7 @@ class KilledStepRequest(Request):  # type: ignore[misc]
             killed = TimeLimitExceeded(
                 f"the worker killed it at its hard time limit ({timeout} s)"
             )
-            _guarded(runner.fail_from_outside, *target, killed)
+            _guarded(runner.end_from_outside, *target, RunState.FAILURE, _described(killed))
 
 
 def _fail_run_of(app: Celery, message: Any, exc: Exception) -> None:
@@ -149,10 +162,15 @@ def _fail_run_of(app: Celery, message: Any, exc: Exception) -> None:
     run_id, path = target
     error = CorruptPlanError(
         f"the worker could not read the {name} message {task_id} "
-        f"({type(exc).__name__}: {exc}); check that the client and the workers "
+        f"({_described(exc)}); check that the client and the workers "
         "use the same serializer and accept_content"
     )
-    _guarded(runner.fail_from_outside, run_id, path, error)
+    _guarded(runner.end_from_outside, run_id, path, RunState.FAILURE, _described(error))
+
+
+def _described(error: BaseException) -> str:
+    """An error as run records show it; these carry ids and paths, never argument values."""
+    return f"{type(error).__name__}: {error}"
 
 
 def _guarded(end_run: Any, *args: Any) -> None:

@@ -41,6 +41,16 @@ def joins_chords_natively(app: Celery) -> bool:
     return scheme in _REDIS_SCHEMES or scheme in _MEMORY_SCHEMES
 
 
+def chords_need_member_results(app: Celery) -> bool:
+    """Whether the app's result backend reads chord members' stored results to join a chord.
+
+    Redis counts each member as it returns (once per member, in Celery's own
+    script), so members need store no result there; every other backend,
+    the in-memory cache included, joins by reading the members' results.
+    """
+    return backend_scheme(app) not in _REDIS_SCHEMES
+
+
 def check_app(app: Celery) -> None:
     """Refuse an app whose result backend cannot hold run state, saying what to configure."""
     scheme = backend_scheme(app)

@@ -121,6 +121,17 @@ class MemoryRunStore(RunStore):
                 run.steps[path] = record
 
     @override
+    def put_step_if(
+        self, run_id: str, path: str, record: StepRecord, expected: StepRecord | None
+    ) -> bool:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None or run.steps.get(path) != expected:
+                return False
+            run.steps[path] = record
+            return True
+
+    @override
     def step(self, run_id: str, path: str) -> StepRecord | None:
         run = self._runs.get(run_id)
         return run.steps.get(path) if run else None

@@ -50,11 +50,17 @@ return 1
 """
 
 # KEYS: run, target hash, then every other key of the run (to refresh their expiry).
+# ARGV: mode ('always', 'once': only a new field, 'if': only if the field's value is
+# ARGV[5], '' for none), field, value, seconds to expire, expected value.
 _HSET_IF_RUN = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local written
 if ARGV[1] == 'once' then
     written = redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3])
+elseif ARGV[1] == 'if' then
+    if (redis.call('HGET', KEYS[2], ARGV[2]) or '') ~= ARGV[5] then return 0 end
+    redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+    written = 1
 else
     redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
     written = 1
@@ -90,13 +96,14 @@ class RedisRunStore(RunStore):
     def _key(self, run_id: str, part: str) -> str:
         return f"{self._prefix}:{{{run_id}}}:{part}"
 
-    def _write(self, run_id: str, part: str, field: str, value: str, once: bool) -> bool:
+    def _write(
+        self, run_id: str, part: str, field: str, value: str, mode: str, expected: str = ""
+    ) -> bool:
         keys = [self._key(run_id, "run"), self._key(run_id, part)]
         keys += [
             self._key(run_id, other) for other in ("plan", "claims", "steps") if other != part
         ]
-        args = ["once" if once else "always", field, value, self._ttl]
-        return bool(self._hset_if_run(keys=keys, args=args))
+        return bool(self._hset_if_run(keys=keys, args=[mode, field, value, self._ttl, expected]))
 
     @override
     def create(self, run_id: str, plan: EncodedPlan) -> bool:
@@ -154,11 +161,11 @@ class RedisRunStore(RunStore):
 
     @override
     def settle(self, run_id: str) -> None:
-        self._write(run_id, "run", "settled_at", repr(now()), once=False)
+        self._write(run_id, "run", "settled_at", repr(now()), "always")
 
     @override
     def claim(self, run_id: str, marker: str) -> bool:
-        return self._write(run_id, "claims", marker, "1", once=True)
+        return self._write(run_id, "claims", marker, "1", "once")
 
     @override
     def claimed(self, run_id: str) -> set[str]:
@@ -171,7 +178,14 @@ class RedisRunStore(RunStore):
 
     @override
     def put_step(self, run_id: str, path: str, record: StepRecord) -> None:
-        self._write(run_id, "steps", path, json.dumps(record.to_json()), once=False)
+        self._write(run_id, "steps", path, _encoded(record), "always")
+
+    @override
+    def put_step_if(
+        self, run_id: str, path: str, record: StepRecord, expected: StepRecord | None
+    ) -> bool:
+        was = "" if expected is None else _encoded(expected)
+        return self._write(run_id, "steps", path, _encoded(record), "if", was)
 
     @override
     def step(self, run_id: str, path: str) -> StepRecord | None:
@@ -184,6 +198,11 @@ class RedisRunStore(RunStore):
         return {
             path.decode(): StepRecord.from_json(json.loads(raw)) for path, raw in stored.items()
         }
+
+
+def _encoded(record: StepRecord) -> str:
+    """A step record as stored: the same text for equal records."""
+    return json.dumps(record.to_json())
 
 
 def _run_record(stored: dict[bytes, bytes]) -> RunRecord | None:

@@ -201,6 +201,20 @@ class SqlRunStore(RunStore):
                 return
 
     @override
+    def put_step_if(
+        self, run_id: str, path: str, record: StepRecord, expected: StepRecord | None
+    ) -> bool:
+        encoded = json.dumps(record.to_json())
+        if expected is None:
+            return self._insert(steps, {"run_id": run_id, "path": path, "record": encoded})
+        was = json.dumps(expected.to_json())
+        where = (steps.c.run_id == run_id, steps.c.path == path, steps.c.record == was)
+        with self._engine.begin() as connection:
+            return bool(
+                connection.execute(steps.update().where(*where).values(record=encoded)).rowcount
+            )
+
+    @override
     def step(self, run_id: str, path: str) -> StepRecord | None:
         query = sa.select(steps.c.record).where(steps.c.run_id == run_id, steps.c.path == path)
         with self._engine.connect() as connection:

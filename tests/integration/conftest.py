@@ -14,6 +14,7 @@ import pytest
 import redis
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
+from kombu import Connection
 
 from tasktronaut_celery import CeleryBackend
 from tests.support import require
@@ -27,9 +28,15 @@ WORKER_QUEUES = ["celery", "special"]
 
 @pytest.fixture(scope="session", autouse=True)
 def _fresh_databases() -> None:
+    """Empty Redis databases and RabbitMQ queues: nothing of an earlier session reaches a worker."""
     require(RESULTS, "Redis")
     for url in (RESULTS, EVENTS, BROKERS["redis"]):
         redis.Redis.from_url(url).flushdb()
+    require(BROKERS["rabbitmq"], "RabbitMQ")
+    with Connection(BROKERS["rabbitmq"]) as connection:
+        for queue in WORKER_QUEUES:
+            connection.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False)
+            connection.default_channel.queue_purge(queue)
 
 
 @pytest.fixture(scope="package", autouse=True)

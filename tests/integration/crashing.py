@@ -126,6 +126,21 @@ class KillsItsWorker(ProcessDefinition):
         raise AssertionError("a step after the crashing one ran")
 
 
+class Chaotic(ProcessDefinition):
+    """Steps that take a while, in a chain and side by side: a random kill lands mid-step."""
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.work)
+        with builder.concurrent() as side_by_side:
+            for _ in range(4):
+                side_by_side.task(self.work)
+        for _ in range(5):
+            builder.task(self.work)
+
+    def work(self, token: str) -> None:
+        time.sleep(0.1)
+
+
 def die_after_marked_tasks() -> None:
     """In a worker: a child whose finished task is marked dies before the ack (SIGKILL)."""
 

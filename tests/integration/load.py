@@ -88,8 +88,13 @@ class Started:
     thread: int
 
 
-def start_load(backend: CeleryBackend, runs: int = RUNS, threads: int = THREADS) -> list[Started]:
-    """Build and enqueue ``runs`` processes from ``threads`` threads that start together.
+def start_load(
+    backend: CeleryBackend,
+    runs: int = RUNS,
+    threads: int = THREADS,
+    shapes: tuple[Shape, ...] = SHAPES,
+) -> list[Started]:
+    """Build and enqueue ``runs`` processes of ``shapes`` from ``threads`` threads at once.
 
     Thread ``k`` starts runs ``k``, ``k + threads``, ...; the result is in run order.
     """
@@ -97,16 +102,16 @@ def start_load(backend: CeleryBackend, runs: int = RUNS, threads: int = THREADS)
 
     def start_share(first: int) -> list[Started]:
         ready.wait()
-        return [start_one(backend, index) for index in range(first, runs, threads)]
+        return [start_one(backend, index, shapes) for index in range(first, runs, threads)]
 
     with ThreadPoolExecutor(threads) as pool:
         shares = list(pool.map(start_share, range(threads)))
     return sorted((s for share in shares for s in share), key=lambda s: s.index)
 
 
-def start_one(backend: CeleryBackend, index: int) -> Started:
+def start_one(backend: CeleryBackend, index: int, shapes: tuple[Shape, ...] = SHAPES) -> Started:
     """Build run number ``index`` of the load, with a token of its own, and enqueue it."""
-    shape = SHAPES[index % len(SHAPES)]
+    shape = shapes[index % len(shapes)]
     token = f"load-{index:03d}"
     process = shape.definition.build(**shape.arguments(index, token))
     enqueued_at = time.time()

@@ -32,14 +32,15 @@ INTERRUPTED = "1"  # Crashable's waiting step: running while the broker restarts
 
 def restart_rabbitmq() -> None:
     """Stop and start the RabbitMQ application, then wait until it serves channels again."""
-    for command in ("stop_app", "start_app"):
-        subprocess.run(["rabbitmqctl", command], check=True, capture_output=True, timeout=120)
+    try:
+        subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
+    finally:  # never leave the rest of the suite without a broker
+        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
 
     def serves() -> bool:
         try:
             with Connection(BROKERS["rabbitmq"], connect_timeout=2) as connection:
-                channel = connection.default_channel
-                channel.queue_declare(queue="tasktronaut-restart-probe", auto_delete=True)
+                connection.default_channel.queue_declare(queue="celery", passive=True)
             return True
         except Exception:
             return False

@@ -67,11 +67,10 @@ def test_a_step_whose_worker_child_is_killed_runs_again(
     first = wait_until(lambda: deliveries(run.id)[:1], 30, "the step reaching a worker")[0]
 
     os.kill(first["pid"], signal.SIGKILL)
-    second = wait_until(lambda: deliveries(run.id)[1:], 60, "the step delivered again")[0]
+    wait_until(lambda: deliveries(run.id)[1:], 60, "the step delivered again")
     open_gate(run.id)
     run.wait(timeout=60)
 
-    assert second["pid"] != first["pid"]
     check_run(process, recorder.events(run.id))  # the killed attempt never finished
     assert [(s.path, s.deliveries) for s in run.steps()] == [
         ("0", 1), ("1", 2), ("2.0", 1), ("2.1", 1), ("3", 1),

@@ -175,7 +175,7 @@ def _fields(task: str, names: str) -> str:
 
 
 STEP, JOIN, BEGIN = "tasktronaut.step", "tasktronaut.join", "tasktronaut.begin"
-START, CANCEL = "tasktronaut.start", "tasktronaut.cancel"
+START, SETTLE = "tasktronaut.start", "tasktronaut.settle"
 STEP_FIELDS = _fields(STEP, "run, step")
 
 HOSTILE = [
@@ -247,9 +247,9 @@ HOSTILE = [
     Hostile("start-unknown-run", START, {"run": FAKE}, f"run '{FAKE}' does not exist"),
     Hostile("start-extra", START, {"run": REAL, "definition": "os:system"}, _fields(START, "run")),
     Hostile("start-args", START, {}, _fields(START, "run"), args=[REAL]),
-    Hostile("cancel-unknown-run", CANCEL, {"run": FAKE}, f"run '{FAKE}' does not exist"),
-    Hostile("cancel-running-run", CANCEL, {"run": REAL}, "was not cancelled; its cancel hooks"),
-    Hostile("cancel-dict", CANCEL, {"run": {"run": REAL}}, _fields(CANCEL, "run")),
+    Hostile("settle-unknown-run", SETTLE, {"run": FAKE}, f"run '{FAKE}' does not exist"),
+    Hostile("settle-running-run", SETTLE, {"run": REAL}, "has not ended; there is nothing to"),
+    Hostile("settle-dict", SETTLE, {"run": {"run": REAL}}, _fields(SETTLE, "run")),
 ]  # fmt: skip
 
 
@@ -411,17 +411,14 @@ def _unreadable_bodies(marker: Path) -> dict[str, tuple[bytes, str, str]]:
         "not-a-list": (b'{"run": "x", "step": "0"}', "application/json", MALFORMED),
         "two-items": (b'[[], {"run": "x", "step": "0"}]', "application/json", MALFORMED),
         "a-number": (b"42", "application/json", MALFORMED),
-        "swapped": (b'[{"run": "x", "step": "0"}, [], {}]', "application/json",
-                    "Task keyword arguments is not a mapping"),
+        "swapped": (b'[{"run": "x", "step": "0"}, [], {}]', "application/json", MALFORMED),
+        "embed-not-a-dict": (b'[[], {"run": "x", "step": "0"}, 5]', "application/json", MALFORMED),
         "unknown-type": (b"run=x&step=0", "application/x-www-form-urlencoded",
                          "Received invalid task message"),
     }  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "kind",
-    ["not-json", "pickle", "unknown-type", "not-a-list", "two-items", "a-number", "swapped"],
-)
+@pytest.mark.parametrize("kind", sorted(_unreadable_bodies(Path("unused"))))
 def test_a_message_celery_cannot_read_runs_nothing(
     kind: str,
     sender: Celery,

@@ -33,6 +33,8 @@ from .worker_app import make_app
 
 pytestmark = pytest.mark.reliability
 
+WORKER_NAME = "tasktronaut-stuck@localhost"
+
 
 @pytest.fixture(scope="module")
 def app() -> Celery:
@@ -46,9 +48,12 @@ def client(app: Celery) -> CeleryBackend:
 
 @pytest.fixture(scope="module", autouse=True)
 def worker() -> Iterator[subprocess.Popen[bytes]]:
-    name = "tasktronaut-stuck@localhost"
     with celery_worker(
-        "tests.integration.worker_app", name, REPOSITORY, worker_env("redis"), BROKERS["redis"]
+        "tests.integration.worker_app",
+        WORKER_NAME,
+        REPOSITORY,
+        worker_env("redis"),
+        BROKERS["redis"],
     ) as process:
         yield process
 
@@ -76,7 +81,8 @@ def test_a_revoked_step_cancels_the_run(
     run = Crashable.build().enqueue(client)
     wait_until(lambda: deliveries(run.id), 30, "the waiting step starting")
 
-    app.control.revoke(f"{run.id}:3")
+    replies = app.control.revoke(f"{run.id}:3", destination=[WORKER_NAME], reply=True)
+    assert replies, "the worker did not confirm the revoke"
     open_gate(run.id)
 
     with pytest.raises(ProcessCancelled, match="step 3 was revoked"):
@@ -93,7 +99,10 @@ def test_a_step_terminated_while_it_runs_cancels_the_run(
     run = Crashable.build().enqueue(client)
     wait_until(lambda: deliveries(run.id), 30, "the waiting step starting")
 
-    app.control.revoke(f"{run.id}:1", terminate=True, signal="SIGKILL")
+    replies = app.control.revoke(
+        f"{run.id}:1", terminate=True, signal="SIGKILL", destination=[WORKER_NAME], reply=True
+    )
+    assert replies, "the worker did not confirm the revoke"
 
     with pytest.raises(ProcessCancelled, match="step 1 was terminated"):
         run.wait(timeout=60)

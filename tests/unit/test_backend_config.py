@@ -14,14 +14,15 @@ from tasktronaut import TasktronautError
 from tasktronaut_celery import CeleryBackend, UnsupportedAppError
 from tasktronaut_celery.stores.memory import MemoryRunStore
 from tasktronaut_celery.stores.redis import RedisRunStore
+from tests.integration.services import redis_db
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
+REDIS_URL = redis_db(15)  # the unit tiers' own database on the tests' Redis
 TASKS = {
     "tasktronaut.start",
     "tasktronaut.step",
     "tasktronaut.join",
     "tasktronaut.begin",
-    "tasktronaut.cancel",
+    "tasktronaut.settle",
 }
 
 

@@ -15,8 +15,9 @@ from tasktronaut_celery.store import RunRecord, RunState, RunStore, StepRecord, 
 from tasktronaut_celery.stores.memory import MemoryRunStore
 from tasktronaut_celery.stores.redis import RedisRunStore
 from tests.databases import configure_django, postgres_url
+from tests.integration.services import redis_db
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
+REDIS_URL = redis_db(15)  # the unit tiers' own database on the tests' Redis
 TTL = 60
 PLAN = EncodedPlan("application/json", "utf-8", b'{"version": 1}')
 RUN = "run-1"
@@ -286,6 +287,25 @@ def test_put_step_on_an_unknown_run_stores_nothing(store: RunStore) -> None:
     assert store.steps("missing") == {}
 
 
+def test_put_step_if_stores_only_over_the_expected_record(store: RunStore) -> None:
+    """Compare-and-set: a new record, then a swap of the record read, but no stale swap."""
+    store.create(RUN, PLAN)
+    first = StepRecord(StepState.STARTED, attempts=1, started_at=10.0)
+    again = first.moved_to(StepState.STARTED, started_at=12.5, deliveries=2)
+
+    assert store.put_step_if(RUN, "0", first, None)
+    assert not store.put_step_if(RUN, "0", first, None)  # a record exists now
+    assert store.put_step_if(RUN, "0", again, first)
+    assert not store.put_step_if(RUN, "0", first, first)  # ``first`` is no longer stored
+    assert store.step(RUN, "0") == again
+
+
+def test_put_step_if_on_an_unknown_run_stores_nothing(store: RunStore) -> None:
+    """Like put_step, a compare-and-set for a run that does not exist is refused."""
+    assert not store.put_step_if("missing", "0", StepRecord(StepState.STARTED), None)
+    assert store.steps("missing") == {}
+
+
 def test_delete_forgets_everything_about_the_run(store: RunStore) -> None:
     """After delete the run reads as absent and its id can be created again."""
     store.create(RUN, PLAN)
@@ -363,6 +383,25 @@ def test_concurrent_claims_have_exactly_one_winner(store: RunStore) -> None:
 
     assert results.count(True) == 1
     assert store.claimed(RUN) == {"completed:"}
+
+
+def test_concurrent_step_starts_have_exactly_one_winner(store: RunStore) -> None:
+    """Of 20 threads starting the same step from the same record, exactly one starts it."""
+    store.create(RUN, PLAN)
+    first = StepRecord(StepState.STARTED, attempts=1, started_at=10.0)
+    store.put_step(RUN, "0", first)
+
+    results = race(
+        20,
+        lambda index: store.put_step_if(
+            RUN, "0", first.moved_to(StepState.STARTED, deliveries=2, error=str(index)), first
+        ),
+    )
+
+    assert results.count(True) == 1
+    stored = store.step(RUN, "0")
+    assert stored is not None
+    assert stored.error == str(results.index(True))
 
 
 def test_concurrent_creates_have_exactly_one_winner(store: RunStore) -> None:

@@ -111,6 +111,17 @@ class DjangoRunStore(RunStore):
                 return
 
     @override
+    def put_step_if(
+        self, run_id: str, path: str, record: StepRecord, expected: StepRecord | None
+    ) -> bool:
+        encoded = json.dumps(record.to_json())
+        if expected is None:
+            return _insert(StepRow, run_id=run_id, path=path, record=encoded)
+        was = json.dumps(expected.to_json())
+        rows = StepRow.objects.filter(run_id=run_id, path=path, record=was)
+        return bool(rows.update(record=encoded))
+
+    @override
     def step(self, run_id: str, path: str) -> StepRecord | None:
         row = StepRow.objects.filter(run_id=run_id, path=path).first()
         return StepRecord.from_json(json.loads(row.record)) if row else None
