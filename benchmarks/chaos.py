@@ -4,13 +4,14 @@ Starts runs of ``crashing.Chaotic`` (ten steps of 0.1 s, four of them side by
 side) from 8 client threads, as the load of ``tests/integration/load.py``
 does, on two ``celery worker -P prefork -c 2`` processes, while a killer
 sends SIGKILL to a random worker child every ``--every`` seconds, as an
-out-of-memory killer would. Then it counts, from
-the runs' records and from what the workers recorded of each step's
-executions: runs that succeeded or failed, steps delivered again after a lost
-worker, steps that completed more than once, and any step that completed more
-than once *without* a lost worker (which would break Tasktronaut's promise).
-Brokers and results are found as the tests find them, from
-``TASKTRONAUT_REDIS_URL`` and ``TASKTRONAUT_AMQP_URL``.
+out-of-memory killer would. Then it counts, from the runs' records and from
+what the workers recorded of each step's executions: runs that succeeded or
+failed, steps delivered again after a lost worker, steps that completed more
+than once, and any step that completed more than once *without* a lost worker
+(which would break Tasktronaut's promise). ``--dispatch`` chooses Celery
+canvas, worker dispatch or the backend's default; the workers log to
+``/tmp/chaos-<broker>-<node>.log``. Brokers and results are found as the
+tests find them, from ``TASKTRONAUT_REDIS_URL`` and ``TASKTRONAUT_AMQP_URL``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Literal
 
 from tasktronaut_celery import CeleryBackend, RunError, RunState
 from tests.integration.crashing import Chaotic
@@ -31,7 +33,7 @@ from tests.integration.recorder import Recorder
 from tests.integration.services import BROKERS, EVENTS
 from tests.integration.worker_app import make_app
 
-SETTLE_TIMEOUT = 300.0
+SETTLE_TIMEOUT = 120.0
 RUNS = 100
 LOG_DIR = "/tmp"
 SHAPES = (Shape("chaotic", Chaotic, lambda index, token: {"token": token}),)
@@ -75,12 +77,15 @@ class Outcome:
     failures: list[str]
 
 
-def measure(broker: str, runs: int, threads: int, every: float) -> Outcome:
+def measure(
+    broker: str, runs: int, threads: int, every: float, canvas_limit: int | Literal["auto"] | None
+) -> Outcome:
     """Run the load on ``broker`` while killing worker children; count what happened."""
     url = BROKERS[broker]
     logs = ("--loglevel", "INFO", "--logfile", f"{LOG_DIR}/chaos-{broker}-%n.log")
     with load_workers(url, True, *logs) as workers:
-        backend = CeleryBackend(make_app(url, name="tasktronaut-chaos-benchmark"))
+        app = make_app(url, name="tasktronaut-chaos-benchmark")
+        backend = CeleryBackend(app, canvas_limit=canvas_limit)
         killer = Killer(workers, every)
         began = time.time()
         killer.start()
@@ -130,14 +135,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=RUNS)
     parser.add_argument("--threads", type=int, default=THREADS)
     parser.add_argument("--every", type=float, default=0.5, help="seconds between kills")
+    parser.add_argument(
+        "--dispatch", choices=["auto", "canvas", "worker"], default="auto",
+        help="send runs as Celery canvas, have workers dispatch them, or let the backend choose",
+    )  # fmt: skip
     arguments = parser.parse_args()
+    limits: dict[str, int | Literal["auto"] | None] = {"auto": "auto", "canvas": None, "worker": 0}
+    limit = limits[arguments.dispatch]
     outcomes = [
-        measure(broker, arguments.runs, arguments.threads, arguments.every)
+        measure(broker, arguments.runs, arguments.threads, arguments.every, limit)
         for broker in arguments.brokers.split(",")
     ]
     print(
-        f"\n{arguments.runs} runs from {arguments.threads} threads, a kill every {arguments.every} s"
+        f"\n{arguments.runs} runs from {arguments.threads} threads, dispatch {arguments.dispatch}"
     )
+    print(f"one worker child killed every {arguments.every} s")
     for outcome in outcomes:
         succeeded = outcome.states.get(RunState.SUCCESS.value, 0)
         print(outcome.broker)

@@ -102,9 +102,13 @@ class CeleryBackend:
     exactly what you would write by hand; larger ones are dispatched by the
     workers one action at a time, so that no message grows with the process
     (a chain carries its whole remainder in every message). ``None`` sends
-    every process as canvas, ``0`` none. By default the limit is 32 actions on
-    result backends that join chords themselves (Redis, the embedded memory
-    cache) and 0 on database backends, whose chords are joined by polling.
+    every process as canvas, ``0`` none. By default (``"auto"``) processes of
+    at most 32 actions *without concurrent sections* run as canvas on Redis,
+    and every process is dispatched by the workers on database backends,
+    whose chords are joined by polling. Concurrent sections are joined by the
+    workers by default because a Celery chord cannot recover when the worker
+    sending its body dies: Celery's claim on the body expires with nobody left
+    to send it, and the run would wait forever.
 
     A step whose worker is lost mid-run (killed, out of memory) is delivered
     again by the broker and runs again, up to ``max_deliveries`` times per
@@ -124,6 +128,8 @@ class CeleryBackend:
         warn_if_pickle_accepted(app)
         if max_deliveries < 1:
             raise ValueError(f"max_deliveries must be at least 1, not {max_deliveries!r}")
+        self.canvas_chords = canvas_limit != "auto"
+        """Whether processes with concurrent sections may run as canvas (chords)."""
         if canvas_limit == "auto":
             canvas_limit = DEFAULT_CANVAS_LIMIT if joins_chords_natively(app) else 0
         self.app = app
@@ -171,7 +177,7 @@ class CeleryBackend:
         timeout and publish retry policy), the stored run is deleted again and
         :class:`BrokerUnavailableError` says so.
         """
-        plan = plan_process(process, self.canvas_limit)
+        plan = plan_process(process, self.canvas_limit, chords=self.canvas_chords)
         encoded = encode_plan(plan, self.app.conf.task_serializer)
         if not self.store.create(plan.run_id, encoded):
             raise DuplicateRunError(plan.run_id)

@@ -176,6 +176,13 @@ def actions(flow: Flow) -> Iterator[Action]:
         yield flow.body
 
 
+def has_chord(flow: Flow) -> bool:
+    """Whether ``flow`` holds a chord: a concurrent section that Celery would join."""
+    if isinstance(flow, Chord):
+        return True
+    return isinstance(flow, Chain) and any(has_chord(item) for item in flow.items)
+
+
 @dataclass(frozen=True, slots=True)
 class Continuation:
     """What follows an action once it has succeeded, when the worker drives the flow.

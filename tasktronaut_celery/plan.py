@@ -212,12 +212,13 @@ class _Layers:
         return layers
 
 
-def plan_process(process: Process, canvas_limit: int | None = None) -> Plan:
+def plan_process(process: Process, canvas_limit: int | None = None, chords: bool = True) -> Plan:
     """Compile ``process`` and collect what its steps need at run time.
 
     Processes of at most ``canvas_limit`` actions (steps, joins, begins) are
     dispatched as Celery canvas, larger ones by the workers; ``None`` means
-    canvas whatever the size.
+    canvas whatever the size. Without ``chords``, a process with a concurrent
+    section is dispatched by the workers whatever its size.
     """
     compiled = flows.compile_process(process.root)
     processes: dict[str, PlannedProcess] = {}
@@ -239,7 +240,9 @@ def plan_process(process: Process, canvas_limit: int | None = None) -> Plan:
             )
     joins = {join.path: compiled.completes.get(join, ()) for join in compiled.joins()}
     size = sum(1 for _ in flows.actions(compiled.flow))
-    by_canvas = canvas_limit is None or size <= canvas_limit
+    by_canvas = (canvas_limit is None or size <= canvas_limit) and (
+        chords or not flows.has_chord(compiled.flow)
+    )
     dispatch = Dispatch.CANVAS if by_canvas else Dispatch.WORKER
     return Plan(
         process.identifier,

@@ -95,29 +95,36 @@ class Runner:
         self._store = store
         self._control_queue = control_queue
         self._max_deliveries = max_deliveries
-        self._plans: OrderedDict[str, Plan] = OrderedDict()
+        self._plans: OrderedDict[str, tuple[Plan, float]] = OrderedDict()  # with created_at
         self._following: dict[str, dict[Action, Continuation]] = {}
         self._claimed: dict[str, set[str]] = {}  # hook markers known to be claimed, per run
         self._flags_redeliveries = app.connection_for_write().transport.driver_type in (
             _FLAGGING_TRANSPORTS
         )
 
-    def plan(self, run_id: str) -> Plan:
-        """The plan of ``run_id``, read once per worker process; rejects unknown runs."""
-        plan = self._plans.get(run_id)
-        if plan is None:
-            encoded = self._store.plan(run_id)
-            if encoded is None:
-                reject(f"run {run_id!r} does not exist (never enqueued, or expired)")
-            try:
-                plan = self._remember(run_id, encoded)
-            except CorruptPlanError as error:
-                reject(f"run {run_id!r}: {error}")
-        return plan
+    def plan(self, run_id: str, record: RunRecord | None) -> Plan:
+        """The plan of the run ``record`` describes, read once per worker process.
 
-    def _remember(self, run_id: str, encoded: EncodedPlan) -> Plan:
+        Cached per run id, and checked against the run's creation time: an
+        identifier enqueued again after its first run expired gets its own
+        plan. Rejects runs that do not exist.
+        """
+        cached = self._plans.get(run_id)
+        if cached is not None and record is not None and cached[1] == record.created_at:
+            return cached[0]
+        encoded = self._store.plan(run_id)
+        if record is None or encoded is None:
+            reject(f"run {run_id!r} does not exist (never enqueued, or expired)")
+        try:
+            return self._remember(run_id, encoded, record)
+        except CorruptPlanError as error:
+            reject(f"run {run_id!r}: {error}")
+
+    def _remember(self, run_id: str, encoded: EncodedPlan, record: RunRecord) -> Plan:
         plan = decode_plan(encoded, self._app.conf.accept_content)
-        self._plans[run_id] = plan
+        self._following.pop(run_id, None)
+        self._claimed.pop(run_id, None)
+        self._plans[run_id] = (plan, record.created_at)
         if len(self._plans) > _PLAN_CACHE_SIZE:
             evicted, _ = self._plans.popitem(last=False)
             self._following.pop(evicted, None)
@@ -130,11 +137,10 @@ class Runner:
         A start message for a run under way is sent again only if the broker
         redelivers it (its worker died while sending); another is a duplicate.
         """
-        plan = self.plan(run_id)
+        record = self._store.record(run_id)
+        plan = self.plan(run_id, record)
         redelivered = self._redelivered(task)
-        running = self._skip_if_ended(
-            plan, run_id, self._store.record(run_id), "start", redelivered
-        )
+        running = self._skip_if_ended(plan, run_id, record, "start", redelivered)
         if running and not redelivered:
             logger.info("run %s has started already; ignoring a duplicate start", run_id)
             raise Ignore()
@@ -147,21 +153,21 @@ class Runner:
 
     def begin(self, task: Task, run_id: str, path: str) -> None:
         """Fire ``on_started`` of the sub-process at ``path`` before its steps start."""
-        plan = self.plan(run_id)
+        record = self._store.record(run_id)
+        plan = self.plan(run_id, record)
         if not path or path not in plan.processes:
             reject(f"run {run_id}: {path!r} is not a sub-process of this run")
-        record = self._store.record(run_id)
         self._skip_if_ended(plan, run_id, record, f"begin {path}", self._redelivered(task))
         self._settle_control(plan, run_id, path, lambda: self._start_processes(plan, run_id, path))
         self._advance(plan, run_id, Begin(path))
 
     def join(self, task: Task, run_id: str, path: str) -> None:
         """Record that the block or process at ``path`` has finished."""
-        plan = self.plan(run_id)
+        record = self._store.record(run_id)
+        plan = self.plan(run_id, record)
         completes = plan.joins.get(path)
         if completes is None:
             reject(f"run {run_id}: {path!r} is not a join of this run")
-        record = self._store.record(run_id)
         self._skip_if_ended(
             plan, run_id, record, f"join {path or 'root'}", self._redelivered(task)
         )
@@ -176,11 +182,11 @@ class Runner:
 
     def step(self, task: Task, run_id: str, path: str) -> None:
         """Run one attempt of the step at ``path`` and settle what follows."""
-        plan = self.plan(run_id)
+        run, previous = self._store.status(run_id, path)
+        plan = self.plan(run_id, run)
         step = plan.steps.get(path)
         if step is None:
             reject(f"run {run_id}: {path!r} is not a step of this run")
-        run, previous = self._store.status(run_id, path)
         redelivered = self._redelivered(task)
         running = self._skip_if_ended(plan, run_id, run, f"step {path}", redelivered)
         if previous is not None and previous.state is StepState.SUCCESS:
@@ -310,7 +316,7 @@ class Runner:
         if not record.state.finished:
             reject(f"run {run_id!r} has not ended; there is nothing to settle")
         if record.settled_at is None:
-            self._settle_ended(self.plan(run_id), run_id, record.state)
+            self._settle_ended(self.plan(run_id, record), run_id, record.state)
 
     def end_from_outside(
         self, run_id: str, path: str | None, state: RunState, reason: str
@@ -330,7 +336,7 @@ class Runner:
         if record is None or encoded is None or record.state.finished:
             return
         try:
-            plan: Plan | None = self._plans.get(run_id) or self._remember(run_id, encoded)
+            plan: Plan | None = self._remember(run_id, encoded, record)
         except CorruptPlanError:
             plan = None
         if plan is not None and path is not None and path in plan.steps:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from typing import Any, ClassVar
 
 import pytest
@@ -131,7 +132,7 @@ def test_a_succeeded_step_delivered_again_does_not_run_what_follows_twice() -> N
         before_task_publish.connect(on_publish, weak=False)
         task_postrun.connect(on_postrun, weak=False)
         try:
-            plan = backend.runner.plan(run.id)
+            plan = backend.runner.plan(run.id, backend.store.record(run.id))
             step_signature(backend.app, plan, "0").set(task_id="duplicate").apply_async()
             assert handled.wait(10), "the duplicate message was never handled"
         finally:
@@ -184,7 +185,7 @@ def test_a_fresh_duplicate_of_a_step_under_way_is_ignored(canvas_limit: int | No
 
         task_postrun.connect(on_postrun, weak=False)
         try:
-            plan = backend.runner.plan(run.id)
+            plan = backend.runner.plan(run.id, backend.store.record(run.id))
             step_signature(backend.app, plan, "1").set(task_id="duplicate").apply_async()
             assert handled.wait(10), "the duplicate message was never handled"
         finally:
@@ -194,3 +195,18 @@ def test_a_fresh_duplicate_of_a_step_under_way_is_ignored(canvas_limit: int | No
 
     assert Held.entries.count(run.id) == 1
     assert [(s.attempts, s.deliveries) for s in run.steps()] == [(1, 1)] * 3
+
+
+def test_an_identifier_enqueued_again_after_its_run_expired_runs_its_new_plan(
+    embedded: EmbeddedBackend,
+) -> None:
+    """Workers cache plans by run id; a new run under an expired run's id is not mistaken."""
+    first = processes.Overlapping.build(identifier=f"again-{uuid.uuid4().hex}")
+    embedded.store.delete(first.enqueue(embedded).wait(timeout=30).id)  # as result_expires would
+
+    second = processes.Flaky.build(identifier=first.identifier).enqueue(embedded)
+
+    assert second.wait(timeout=30).state is RunState.SUCCESS
+    assert [(s.name, s.state) for s in second.steps()] == [
+        ("Flaky.flaky", StepState.SUCCESS), ("Flaky.after", StepState.SUCCESS),
+    ]  # fmt: skip

@@ -51,7 +51,9 @@ def test_every_run_succeeds(load: list[Started], client: CeleryBackend) -> None:
     """All runs succeed; every thread enqueued some, as canvas and worker-dispatched runs."""
     assert [each.run.state for each in load] == [RunState.SUCCESS] * RUNS
     assert len({each.thread for each in load}) == THREADS
-    assert {client.runner.plan(each.run.id).dispatch for each in load} == set(Dispatch)
+    assert {
+        client.runner.plan(each.run.id, client.store.record(each.run.id)).dispatch for each in load
+    } == set(Dispatch)
 
 
 def test_every_step_saw_its_own_runs_context(load: list[Started], recorder: Recorder) -> None:

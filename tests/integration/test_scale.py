@@ -102,7 +102,7 @@ def test_a_large_process_runs_with_small_messages(
     run.wait(timeout=600)
 
     assert run.state is RunState.SUCCESS
-    assert backend.runner.plan(run.id).dispatch is Dispatch.WORKER
+    assert backend.runner.plan(run.id, backend.store.record(run.id)).dispatch is Dispatch.WORKER
     statuses = run.steps()
     assert len(statuses) == len(process)
     assert all(status.state is StepState.SUCCESS for status in statuses)

@@ -10,8 +10,10 @@ import redis
 from celery import Celery
 
 import tasktronaut_celery
-from tasktronaut import TasktronautError
+from examples import user_guide
+from tasktronaut import ProcessDefinition, TasktronautError
 from tasktronaut_celery import CeleryBackend, UnsupportedAppError
+from tasktronaut_celery.plan import Dispatch, plan_process
 from tasktronaut_celery.stores.memory import MemoryRunStore
 from tasktronaut_celery.stores.redis import RedisRunStore
 from tests.integration.services import redis_db
@@ -164,3 +166,27 @@ def test_all_matches_the_public_names() -> None:
     assert all(
         namespace[name] is getattr(tasktronaut_celery, name) for name in tasktronaut_celery.__all__
     )
+
+
+@pytest.mark.parametrize(
+    ("canvas_limit", "sequential", "concurrent"),
+    [
+        ("auto", Dispatch.CANVAS, Dispatch.WORKER),
+        (32, Dispatch.CANVAS, Dispatch.CANVAS),
+        (0, Dispatch.WORKER, Dispatch.WORKER),
+    ],
+)
+def test_by_default_concurrent_sections_are_joined_by_the_workers(
+    canvas_limit: int | str, sequential: Dispatch, concurrent: Dispatch
+) -> None:
+    """On Redis "auto" sends small chains as canvas but no chord; a limit applies to all."""
+    app = Celery("t", broker="memory://", backend=REDIS_URL)
+    backend = CeleryBackend(app, canvas_limit=canvas_limit)  # type: ignore[arg-type]
+
+    def dispatch(definition: type[ProcessDefinition]) -> Dispatch:
+        return plan_process(
+            definition.build(), backend.canvas_limit, backend.canvas_chords
+        ).dispatch
+
+    assert dispatch(user_guide.MyProcess) is sequential
+    assert dispatch(user_guide.ConcurrentProcess) is concurrent
