@@ -15,6 +15,7 @@ from tasktronaut_celery import (
     EmbeddedBackend,
     ProcessCancelled,
     ProcessFailed,
+    Run,
     RunState,
     StepState,
 )
@@ -92,60 +93,6 @@ def test_two_embedded_backends_share_a_process_without_crosstalk(
     assert embedded.store.record(theirs.id) is None
 
 
-class Redelivered(ProcessDefinition):
-    """A first step, then a second that waits until the test lets it finish."""
-
-    gate = threading.Event()
-    second_runs: ClassVar[list[str]] = []
-
-    def define_process(self, builder: Builder) -> None:
-        builder.task(self.first)
-        builder.task(self.second)
-
-    def first(self) -> None:
-        pass
-
-    def second(self, context: Context) -> None:
-        Redelivered.second_runs.append(context.process_id)
-        Redelivered.gate.wait(10)
-
-
-def test_a_succeeded_step_delivered_again_does_not_run_what_follows_twice() -> None:
-    """A duplicate of a finished step's message (a redelivery) starts nothing twice."""
-    with EmbeddedBackend(canvas_limit=0) as backend:
-        run = Redelivered.build().enqueue(backend)
-        deadline = time.monotonic() + 10
-        while [s.state for s in run.steps()] != [StepState.SUCCESS, StepState.STARTED]:
-            assert time.monotonic() < deadline, run.steps()
-            time.sleep(0.01)
-
-        handled = threading.Event()
-        published: list[str] = []
-
-        def on_publish(headers: dict[str, Any], **_: Any) -> None:
-            published.append(str(headers.get("id")))
-
-        def on_postrun(task_id: str, **_: Any) -> None:
-            if task_id == "duplicate":
-                handled.set()
-
-        before_task_publish.connect(on_publish, weak=False)
-        task_postrun.connect(on_postrun, weak=False)
-        try:
-            plan = backend.runner.plan(run.id, backend.store.record(run.id))
-            step_signature(backend.app, plan, "0").set(task_id="duplicate").apply_async()
-            assert handled.wait(10), "the duplicate message was never handled"
-        finally:
-            task_postrun.disconnect(on_postrun)
-            before_task_publish.disconnect(on_publish)
-        assert published == ["duplicate"]  # the step that follows was not sent again
-        Redelivered.gate.set()
-        run.wait(timeout=10)
-
-    assert Redelivered.second_runs.count(run.id) == 1
-    assert [s.attempts for s in run.steps()] == [1, 1]
-
-
 class Held(ProcessDefinition):
     """A step between two others that waits until the test releases its run."""
 
@@ -168,29 +115,68 @@ class Held(ProcessDefinition):
         pass
 
 
+def wait_until_held(run: Run) -> None:
+    """Wait until ``Held``'s first step has succeeded and its second is under way."""
+    deadline = time.monotonic() + 10
+    while [s.state for s in run.steps()][:2] != [StepState.SUCCESS, StepState.STARTED]:
+        assert time.monotonic() < deadline, run.steps()
+        time.sleep(0.01)
+
+
+def send_duplicate(backend: EmbeddedBackend, run: Run, path: str) -> list[str]:
+    """Send a second message for the step at ``path``; the task ids published meanwhile."""
+    handled = threading.Event()
+    published: list[str] = []
+
+    def on_publish(headers: dict[str, Any], **_: Any) -> None:
+        published.append(str(headers.get("id")))
+
+    def on_postrun(task_id: str, **_: Any) -> None:
+        if task_id == "duplicate":
+            handled.set()
+
+    before_task_publish.connect(on_publish, weak=False)
+    task_postrun.connect(on_postrun, weak=False)
+    try:
+        plan = backend.runner.plan(run.id, backend.store.record(run.id))
+        step_signature(backend.app, plan, path).set(task_id="duplicate").apply_async()
+        assert handled.wait(10), "the duplicate message was never handled"
+    finally:
+        task_postrun.disconnect(on_postrun)
+        before_task_publish.disconnect(on_publish)
+    return published
+
+
+def release(run: Run) -> None:
+    """Let ``Held``'s waiting step of ``run`` finish."""
+    Held.releases.setdefault(run.id, threading.Event()).set()
+
+
+def test_a_succeeded_step_delivered_again_does_not_run_what_follows_twice() -> None:
+    """A duplicate of a finished step's message (a redelivery) starts nothing twice."""
+    with EmbeddedBackend(canvas_limit=0) as backend:
+        run = Held.build().enqueue(backend)
+        wait_until_held(run)
+
+        published = send_duplicate(backend, run, "0")
+
+        assert published == ["duplicate"]  # the step that follows was not sent again
+        release(run)
+        run.wait(timeout=10)
+
+    assert Held.entries.count(run.id) == 1
+    assert [s.attempts for s in run.steps()] == [1, 1, 1]
+
+
 @pytest.mark.parametrize("canvas_limit", [None, 0], ids=["canvas", "worker"])
 def test_a_fresh_duplicate_of_a_step_under_way_is_ignored(canvas_limit: int | None) -> None:
     """A second message for a started step that is no redelivery runs nothing."""
     with EmbeddedBackend(canvas_limit=canvas_limit) as backend:
         run = Held.build().enqueue(backend)
-        deadline = time.monotonic() + 10
-        while [s.state for s in run.steps()][:2] != [StepState.SUCCESS, StepState.STARTED]:
-            assert time.monotonic() < deadline, run.steps()
-            time.sleep(0.01)
-        handled = threading.Event()
+        wait_until_held(run)
 
-        def on_postrun(task_id: str, **_: Any) -> None:
-            if task_id == "duplicate":
-                handled.set()
-
-        task_postrun.connect(on_postrun, weak=False)
-        try:
-            plan = backend.runner.plan(run.id, backend.store.record(run.id))
-            step_signature(backend.app, plan, "1").set(task_id="duplicate").apply_async()
-            assert handled.wait(10), "the duplicate message was never handled"
-        finally:
-            task_postrun.disconnect(on_postrun)
-        Held.releases.setdefault(run.id, threading.Event()).set()
+        send_duplicate(backend, run, "1")
+        release(run)
         run.wait(timeout=10)
 
     assert Held.entries.count(run.id) == 1
