@@ -221,7 +221,9 @@ def tasktronaut(broker: str, shape: str, n: int) -> Case:
 
     def prepare() -> object:
         process = shapes.SHAPES[shape].build(n=n, key="x")
-        return encode_plan(plan_process(process, backend.canvas_limit), "json")
+        return encode_plan(
+            plan_process(process, backend.canvas_limit, chords=backend.canvas_chords), "json"
+        )
 
     return measure(broker, shape, n, "tasktronaut", start, prepare)
 
@@ -298,7 +300,12 @@ def build_cost(n: int) -> tuple[float, float, int]:
     began = time.perf_counter()
     process = shapes.EachSequential.build(n=n, key="unused")
     built = time.perf_counter()
-    encoded = encode_plan(plan_process(process, client("redis")[1].canvas_limit), "json")
+    encoded = encode_plan(
+        plan_process(
+            process, client("redis")[1].canvas_limit, chords=client("redis")[1].canvas_chords
+        ),
+        "json",
+    )
     return built - began, time.perf_counter() - built, len(encoded.body)
 
 
