@@ -23,7 +23,7 @@ import pytest
 import redis
 from celery import Celery
 
-from tasktronaut_celery import CeleryBackend, ProcessFailed, RunState
+from tasktronaut_celery import CeleryBackend, ProcessFailed, Run, RunState
 from tests.support import celery_worker, flower, wait_until
 
 from . import processes
@@ -157,6 +157,26 @@ def _assert_messages_carry_only_ids(run_events: list[dict[str, Any]]) -> None:
         assert ast.literal_eval(event["args"]) in ((), [])
 
 
+def _assert_shown_nowhere(
+    token: str,
+    run: Run,
+    events: TaskEvents,
+    flower_api: Callable[[str], Any],
+    *texts: str,
+) -> None:
+    """``token`` is in none of ``texts``, the run's task events, Flower's tasks or records."""
+    run_events = events.of(run.id)
+    _assert_messages_carry_only_ids(run_events)
+    shown = [
+        *texts,
+        json.dumps(run_events, default=str),
+        json.dumps(flower_api("/api/tasks")),
+        repr(run.record),
+        *(str(step.error) for step in run.steps()),
+    ]
+    assert token not in "\n".join(shown)
+
+
 def test_a_failing_step_s_token_never_reaches_logs_events_or_records(
     client: CeleryBackend,
     events: TaskEvents,
@@ -182,11 +202,7 @@ def test_a_failing_step_s_token_never_reaches_logs_events_or_records(
     assert f"RedactedError: {expected}" in log
     in_flower = _in_flower(flower_api, f"{run.id}:1", "FAILURE")
     assert in_flower["exception"] == f"RedactedError('{expected}')"
-    run_events = events.of(run.id)
-    _assert_messages_carry_only_ids(run_events)
-    flower_tasks = json.dumps(flower_api("/api/tasks"))
-    shown = [log, json.dumps(run_events, default=str), flower_tasks, str(failure.value)]
-    assert token not in "\n".join([*shown, repr(run.record)])
+    _assert_shown_nowhere(token, run, events, flower_api, log, str(failure.value))
 
 
 def test_a_retried_step_s_token_never_reaches_logs_events_or_records(
@@ -209,8 +225,4 @@ def test_a_retried_step_s_token_never_reaches_logs_events_or_records(
     assert f"retry: Retry in 0.0s: RedactedError('{expected}')" in log
     # Either state shows Flower has taken in the retry event, which carries the exception.
     _in_flower(flower_api, f"{run.id}:0", "RETRY", "SUCCESS")
-    run_events = events.of(run.id)
-    _assert_messages_carry_only_ids(run_events)
-    flower_tasks = json.dumps(flower_api("/api/tasks"))
-    shown = [log, json.dumps(run_events, default=str), flower_tasks]
-    assert token not in "\n".join([*shown, *(str(s.error) for s in run.steps())])
+    _assert_shown_nowhere(token, run, events, flower_api, log)
