@@ -13,28 +13,46 @@ import importlib
 import json
 import logging
 import os
+import shlex
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
+import celery
 import click
+import kombu
 from celery import Celery
+from celery.app.utils import find_app
+from celery.signals import task_failure
 
+import tasktronaut
 from tasktronaut.definition import ProcessDefinition
 from tasktronaut.errors import TasktronautError
 from tasktronaut.process import Process
 
-from .backend import CeleryBackend
+from .backend import CANCELLED_BY_CLIENT, CeleryBackend
 from .embedded import EmbeddedBackend
-from .errors import ProcessCancelled, ProcessFailed
+from .errors import ProcessCancelled, ProcessFailed, RunError
 from .run import Run, StepStatus
-from .store import StepState
+from .store import RunState, StepState
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CANCELLED = 3
 EXIT_INTERRUPTED = 130
+_ENDED_EXIT_CODES = {RunState.FAILURE: EXIT_FAILED, RunState.CANCELLED: EXIT_CANCELLED}
+
+FAILURE_SIGNAL_TIMEOUT = 1.0
+
+# Where a traceback's frames are Celery's and Tasktronaut's, not the user's.
+_LIBRARY_DIRECTORIES = tuple(
+    os.path.dirname(path) + os.sep
+    for path in (celery.__file__, kombu.__file__, tasktronaut.__file__, __file__)
+    if path
+)
 
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError)
 with contextlib.suppress(ImportError):
@@ -53,20 +71,22 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     sys.exit(code)
 
 
-def load_object(reference: str, what: str) -> Any:
-    """The object named by ``module:attribute`` (or ``module`` for apps), imported."""
+def _import_from_cwd() -> None:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `celery -A`, find modules where you stand
+
+
+def load_object(reference: str, what: str) -> Any:
+    """The object named by ``module:attribute``, imported."""
+    _import_from_cwd()
     module_name, _, attribute = reference.partition(":")
     try:
         module = importlib.import_module(module_name)
     except Exception as error:
         fail(f"cannot import module {module_name!r} for the {what} {reference!r}: {error}")
-    names = [attribute] if attribute else ["backend", "app", "celery"]
-    for name in names:
-        if hasattr(module, name):
-            return getattr(module, name)
-    fail(f"module {module_name!r} has no {' or '.join(repr(n) for n in names)} for the {what}")
+    if not hasattr(module, attribute):
+        fail(f"module {module_name!r} has no {attribute!r} for the {what}")
+    return getattr(module, attribute)
 
 
 def load_definition(reference: str) -> type[ProcessDefinition]:
@@ -115,7 +135,7 @@ def build(
 
 def load_backend(reference: str) -> CeleryBackend:
     """The backend for ``--app``: a ``CeleryBackend``, or one made for a ``Celery`` app."""
-    target = load_object(reference, "Celery app")
+    target = load_object(reference, "Celery app") if ":" in reference else find_target(reference)
     if isinstance(target, CeleryBackend):
         return target
     if isinstance(target, Celery):
@@ -124,6 +144,35 @@ def load_backend(reference: str) -> CeleryBackend:
         except TasktronautError as error:
             fail(str(error))
     fail(f"{reference!r} is {target!r}, neither a Celery app nor a CeleryBackend")
+
+
+def find_target(reference: str) -> Any:
+    """What ``--app MODULE`` names: the module's ``backend``, or its app as ``celery -A`` finds it.
+
+    Celery looks for the module's ``app`` or ``celery`` attribute, then its
+    ``celery`` submodule (``proj`` finds ``proj.celery:app``), then any
+    Celery app in it; a dotted ``proj.celery.app`` names the attribute.
+    """
+    _import_from_cwd()
+    try:
+        module = importlib.import_module(reference)
+    except ModuleNotFoundError as error:
+        if error.name != reference or "." not in reference:
+            fail(f"cannot import module {reference!r} for the Celery app: {error}")
+        module = None  # proj.celery.app: an attribute, which Celery's find_app resolves
+    except Exception as error:
+        fail(f"cannot import module {reference!r} for the Celery app: {error}")
+    backend = getattr(module, "backend", None)
+    if isinstance(backend, CeleryBackend):
+        return backend
+    try:
+        return find_app(reference)
+    except Exception as error:
+        fail(
+            f"cannot find a Celery app in {reference!r} the way `celery -A` does (its 'app' or "
+            f"'celery' attribute, a {reference}.celery module, or a Celery app in it): "
+            f"{type(error).__name__}: {error}"
+        )
 
 
 @contextlib.contextmanager
@@ -170,77 +219,196 @@ def run(
     )
     process = build(definition, arguments, options, identifier)
     if app is None:
-        with EmbeddedBackend() as embedded:
-            follow(embedded, process, timeout)
+        with quiet_celery(verbose), EmbeddedBackend() as embedded, user_frames(embedded) as frames:
+            follow(embedded, process, timeout, None, frames)
     else:
-        follow(load_backend(app), process, timeout)
+        follow(load_backend(app), process, timeout, app)
 
 
-def follow(backend: CeleryBackend, process: Process, timeout: float | None) -> NoReturn:
-    """Enqueue ``process``, show its progress, then its summary; exit with its outcome."""
+@contextlib.contextmanager
+def quiet_celery(verbose: bool) -> Iterator[None]:
+    """Keep Celery's own log (its trace of a failing task) off the terminal unless ``verbose``.
+
+    The embedded worker runs in this process, so its log would go to the
+    same terminal as the progress and the step's error.
+    """
+    celery_logger = logging.getLogger("celery")
+    level = celery_logger.level
+    if not verbose:
+        celery_logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        celery_logger.setLevel(level)
+
+
+Frames = Callable[[], list[traceback.FrameSummary]]
+"""Gives the frames of the user's code in the failure that failed a run."""
+
+
+def no_frames() -> list[traceback.FrameSummary]:
+    """A worker elsewhere keeps its tracebacks in its own log."""
+    return []
+
+
+@contextlib.contextmanager
+def user_frames(backend: CeleryBackend) -> Iterator[Frames]:
+    """The frames of the user's code in the last task failure of ``backend``'s worker.
+
+    Filled from Celery's ``task_failure`` signal, so only for a worker in
+    this process (the embedded default). The exception a task raises hides
+    sensitive values (see ``tasktronaut.sensitive``) and frames show code,
+    not values. Celery sends the signal just after the runner has failed the
+    run, so asking waits for it a moment.
+    """
+    frames: list[traceback.FrameSummary] = []
+    signalled = threading.Event()
+
+    def failed(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is backend.app and exception is not None:
+            frames[:] = [
+                frame
+                for frame in traceback.extract_tb(exception.__traceback__)
+                if not frame.filename.startswith(_LIBRARY_DIRECTORIES)
+            ]
+            signalled.set()
+
+    def last_failure() -> list[traceback.FrameSummary]:
+        signalled.wait(FAILURE_SIGNAL_TIMEOUT)
+        return frames
+
+    task_failure.connect(failed, weak=False)
+    try:
+        yield last_failure
+    finally:
+        task_failure.disconnect(failed)
+
+
+def follow(
+    backend: CeleryBackend,
+    process: Process,
+    timeout: float | None,
+    app: str | None,
+    frames: Frames = no_frames,
+) -> NoReturn:
+    """Enqueue ``process``, show its progress, then its summary; exit with its outcome.
+
+    ``app`` is the ``--app`` given, for the command that re-attaches after a
+    timeout; ``frames`` gives those of the user's code in a failing step.
+    """
     started = time.monotonic()
     with connection_errors(backend):
         try:
             handle = process.enqueue(backend)
         except TasktronautError as error:
             fail(str(error))
-        click.echo(f"Run {handle.id}: {process.definition.__qualname__}, {len(process)} steps")
+        click.echo(f"Run {handle.id}: {process.definition.__qualname__}, {steps(len(process))}")
         try:
-            code = watch(handle, started, timeout)
+            deadline = None if timeout is None else started + timeout
+            if not watch(handle, deadline):
+                click.echo(f"Still {handle.state.value} after {timeout} s; not waiting.", err=True)
+                if app is None:
+                    click.echo("The embedded run ends with this command.", err=True)
+                else:
+                    command = ["tasktronaut", "status", handle.id, "--app", app, "--watch"]
+                    click.echo(f"Follow it again with: {shlex.join(command)}", err=True)
+                sys.exit(EXIT_FAILED)
         except KeyboardInterrupt:
             handle.cancel()
             click.echo("Interrupted: the run was cancelled.", err=True)
-            code = EXIT_INTERRUPTED
-    sys.exit(code)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(conclude(handle, time.monotonic() - started, frames))
 
 
-def watch(handle: Run, started: float, timeout: float | None) -> int:
-    """Print progress lines until the run settles; return the exit code."""
+def steps(count: int) -> str:
+    """``1 step``, ``2 steps``."""
+    return f"{count} step" if count == 1 else f"{count} steps"
+
+
+def watch(handle: Run, deadline: float | None) -> bool:
+    """Print a progress line whenever it changes until the run settles; ``False`` at the deadline.
+
+    Nothing is printed before the first step has started.
+    """
     last = ""
     while True:
-        steps = handle.steps()
-        line = progress_line(steps)
-        if line != last:
+        statuses = handle.steps()
+        line = progress_line(statuses)
+        if line != last and any(s.started_at is not None for s in statuses):
             click.echo(line)
             last = line
         try:
             handle.wait(timeout=0.2)
-            break
         except TimeoutError:
-            if timeout is not None and time.monotonic() - started > timeout:
-                click.echo(f"Still {handle.state.value} after {timeout} s; not waiting.", err=True)
-                return EXIT_FAILED
-        except ProcessFailed as failure:
-            summarize(handle.steps())
-            click.echo(
-                f"Failed at step {failure.step} ({failure.step_name}): {failure.error}", err=True
-            )
-            return EXIT_FAILED
-        except ProcessCancelled as cancelled:
-            summarize(handle.steps())
-            click.echo(f"Cancelled: {cancelled.reason}", err=True)
-            return EXIT_CANCELLED
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            continue
+        except RunError:
+            pass
+        return True
+
+
+def conclude(handle: Run, elapsed: float | None, frames: Frames = no_frames) -> int:
+    """Print the summary of the settled run and how it ended; return the exit code."""
     summarize(handle.steps())
-    click.echo(f"Succeeded in {time.monotonic() - started:.2f} s.")
+    try:
+        handle.wait(timeout=0)
+    except ProcessFailed as failure:
+        where = "the run" if failure.step is None else f"step {failure.step} ({failure.step_name})"
+        click.echo(f"Failed at {where}: {failure.error}", err=True)
+        user_code = frames()
+        if user_code:
+            trace = "".join(traceback.format_list(user_code))
+            click.echo(
+                f"Traceback of your code (most recent call last):\n{trace}", err=True, nl=False
+            )
+        return EXIT_FAILED
+    except ProcessCancelled as cancelled:
+        if cancelled.reason == CANCELLED_BY_CLIENT:
+            click.echo("Cancelled by a client.", err=True)
+        else:
+            click.echo(f"Cancelled: {cancelled.reason}", err=True)
+        return EXIT_CANCELLED
+    click.echo("Succeeded." if elapsed is None else f"Succeeded in {elapsed:.2f} s.")
     return 0
 
 
-def progress_line(steps: list[StepStatus]) -> str:
-    """``[done/total]`` and the steps running now."""
-    done = sum(1 for s in steps if s.state is StepState.SUCCESS)
-    running = [
-        f"{s.name} ({s.path})" for s in steps if s.state in (StepState.STARTED, StepState.RETRY)
-    ]
-    return f"[{done}/{len(steps)}] " + (f"running: {', '.join(running)}" if running else "waiting")
+def progress_line(statuses: list[StepStatus]) -> str:
+    """``[done/total]`` and the steps running now or waiting for a retry."""
+    done = sum(1 for s in statuses if s.state is StepState.SUCCESS)
+    running = [activity(s) for s in statuses if s.state in (StepState.STARTED, StepState.RETRY)]
+    return f"[{done}/{len(statuses)}] " + (
+        f"running: {', '.join(running)}" if running else "waiting"
+    )
 
 
-def summarize(steps: list[StepStatus]) -> None:
-    """A table of every step: path, name, state, attempts, duration."""
-    rows = [("path", "step", "state", "attempts", "duration")]
-    for status in steps:
+def activity(status: StepStatus) -> str:
+    """A running step as the progress line shows it: name, path and which retry it is."""
+    if status.state is StepState.RETRY:  # attempt ``attempts`` failed; the next one is a retry
+        retry = f"waiting for retry {status.attempts} of {status.max_retries}"
+    elif status.attempts > 1:
+        retry = f"retry {status.attempts - 1} of {status.max_retries}"
+    else:
+        return f"{status.name} ({status.path})"
+    return f"{status.name} ({status.path}, {retry})"
+
+
+def summarize(statuses: list[StepStatus]) -> None:
+    """A table of every step: path, name, state, attempts, duration, description."""
+    rows = [("path", "step", "state", "attempts", "duration", "description")]
+    for status in statuses:
         duration = "" if status.duration is None else f"{status.duration:.3f} s"
-        rows.append((status.path, status.name, status.state.value, str(status.attempts), duration))
-    widths = [max(len(row[column]) for row in rows) for column in range(5)]
+        rows.append(
+            (
+                status.path,
+                status.name,
+                status.state.value,
+                str(status.attempts),
+                duration,
+                status.description or "",
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         click.echo(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -272,8 +440,9 @@ def graph(
 @main.command()
 @click.argument("run_id")
 @click.option("--app", "app", required=True, metavar="MODULE:APP")
-def status(run_id: str, app: str) -> None:
-    """Show the state and steps of run RUN_ID."""
+@click.option("--watch", "follow_run", is_flag=True, help="Follow the run until it ends.")
+def status(run_id: str, app: str, follow_run: bool) -> None:
+    """Show the state and steps of run RUN_ID; exit like ``run`` once it has ended."""
     backend = load_backend(app)
     with connection_errors(backend):
         try:
@@ -282,9 +451,16 @@ def status(run_id: str, app: str) -> None:
             fail(str(error), EXIT_FAILED)
         record = handle.record
         click.echo(f"Run {run_id}: {record.state.value}")
-        if record.error:
-            click.echo(f"  at step {record.step}: {record.error}")
-        summarize(handle.steps())
+        if follow_run:
+            try:
+                watch(handle, None)
+            except KeyboardInterrupt:
+                click.echo(f"Interrupted: no longer following run {run_id}.", err=True)
+                sys.exit(EXIT_INTERRUPTED)
+        elif record.settled_at is None:  # under way, or its end's hooks are firing
+            summarize(handle.steps())
+            sys.exit(_ENDED_EXIT_CODES.get(record.state, 0))
+        sys.exit(conclude(handle, None))
 
 
 @main.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from .errors import ProcessCancelled, ProcessFailed, RunNotFoundError
@@ -17,25 +18,35 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class StepStatus:
-    """One step of a run as a client sees it."""
+    """One step of a run as a client sees it.
+
+    Times are timezone-aware datetimes in UTC: ``started_at`` is when the
+    step's first attempt started, ``finished_at`` when its last attempt ended.
+    """
 
     path: str
     name: str
     description: str | None
     state: StepState
     attempts: int
-    started_at: float | None
-    finished_at: float | None
+    started_at: datetime | None
+    finished_at: datetime | None
     error: str | None
     deliveries: int = 1
     """How often the last attempt reached a worker (more than 1: a worker was lost)."""
+    max_retries: int = 0
+    """How often the step may be retried (its ``max_retries`` option): at most
+    ``max_retries + 1`` attempts."""
 
     @property
     def duration(self) -> float | None:
-        """Seconds from the first start to the end, once the step has ended."""
+        """Seconds from the start of the first attempt to the end of the last, once ended.
+
+        It spans every attempt, with the waits between them.
+        """
         if self.started_at is None or self.finished_at is None:
             return None
-        return self.finished_at - self.started_at
+        return (self.finished_at - self.started_at).total_seconds()
 
 
 class Run:
@@ -132,7 +143,13 @@ def _status(plan: Plan, path: str, record: StepRecord | None, finished: bool) ->
         state=record.state,
         attempts=record.attempts,
         deliveries=record.deliveries,
-        started_at=record.started_at,
-        finished_at=record.finished_at,
+        max_retries=step.options.get("max_retries", 0),
+        started_at=_utc(record.started_at),
+        finished_at=_utc(record.finished_at),
         error=record.error,
     )
+
+
+def _utc(stored: float | None) -> datetime | None:
+    """A stored time (seconds since the epoch) as an aware datetime in UTC."""
+    return None if stored is None else datetime.fromtimestamp(stored, timezone.utc)

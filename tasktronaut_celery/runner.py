@@ -199,8 +199,12 @@ class Runner:
             deliveries = self._delivery(plan, run_id, step, previous, attempt, redelivered)
         if not running:
             self._store.mark_running(run_id)
+        first_start = previous.started_at if previous is not None else None  # of earlier attempts
         record = StepRecord(
-            StepState.STARTED, attempts=attempt, started_at=now(), deliveries=deliveries
+            StepState.STARTED,
+            attempts=attempt,
+            started_at=first_start or now(),
+            deliveries=deliveries,
         )
         if not self._store.put_step_if(run_id, path, record, previous):
             logger.info("run %s: step %s was started by another message; ignoring", run_id, path)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner, Result
 
 from examples.user_guide import ComplexProcess
 from tasktronaut_celery.cli import EXIT_CANCELLED, EXIT_FAILED, EXIT_USAGE, main
+from tests.integration import processes
 
 
 def invoke(*arguments: str) -> Result:
@@ -92,6 +96,10 @@ def test_a_cancelled_run_exits_3() -> None:
             "cannot import module 'no_such_app'",
         ),
         (
+            ["run", "examples.user_guide:MyProcess", "--app", "examples"],
+            "cannot find a Celery app in 'examples' the way `celery -A` does",
+        ),
+        (
             ["run", "examples.user_guide:MyProcess", "--app", "examples.user_guide:MyProcess"],
             "neither a Celery app",
         ),
@@ -123,3 +131,61 @@ def test_graph_prints_mermaid_or_dot(output: str, opening: str) -> None:
     assert result.exit_code == 0
     assert result.output.startswith(opening)
     assert "check_schema" in result.output
+
+
+def command(*arguments: str) -> subprocess.CompletedProcess[str]:
+    """The command in a process of its own: its real stderr, with the embedded worker's log."""
+    return subprocess.run(
+        [sys.executable, "-c", "from tasktronaut_celery.cli import main; main()", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_failing_step_is_one_error_with_the_users_frames_only() -> None:
+    """The step's own frames and error once; Celery's trace log and the runner's frames with -v."""
+    quiet = command("run", "tests.integration.processes:FailsOnce")
+    verbose = command("run", "tests.integration.processes:FailsOnce", "-v")
+
+    assert quiet.returncode == verbose.returncode == EXIT_FAILED
+    assert quiet.stderr.endswith(
+        "Failed at step 1 (FailsOnce.explode): ValueError: the ledger does not balance\n"
+        "Traceback of your code (most recent call last):\n"
+        f'  File "{processes.__file__}", line 132, in explode\n'
+        '    raise ValueError("the ledger does not balance")\n'
+    ), quiet.stderr
+    assert "Traceback (most recent call last)" not in quiet.stderr
+    for noise in ("raised unexpected", "celery/app/trace.py", "tasktronaut_celery/runner.py"):
+        assert noise not in quiet.stderr
+        assert noise in verbose.stderr
+
+
+def test_progress_shows_retries_and_nothing_before_a_step_started() -> None:
+    """Live progress names the retry under way and the one due; no [0/N] line before a start."""
+    result = invoke("run", "tests.embedded.cli_processes:RetriesSlowly")
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].endswith(": RetriesSlowly, 1 step")
+    assert not any(re.match(r"\[0/\d+\] waiting", line) for line in lines)
+    progress = "\n".join(line for line in lines if line.startswith("[0/1] running:"))
+    assert "RetriesSlowly.call_partner (0, waiting for retry 1 of 3)" in progress
+    assert "RetriesSlowly.call_partner (0, retry 2 of 3)" in progress
+
+
+def test_summary_shows_step_descriptions() -> None:
+    """The table's last column is each step's description."""
+    result = invoke(
+        "run", "examples.user_guide:IterativeProcessWithDescriptions", 'files=["a.csv", "b.csv"]'
+    )
+
+    assert result.exit_code == 0, result.output
+    rows = [line.split(None, 6) for line in result.output.splitlines()]
+    table = rows[[row[0] for row in rows].index("path") :]
+    assert [(row[0], row[-1]) for row in table[:3]] == [
+        ("path", "description"),
+        ("0", "Processing a.csv"),
+        ("1", "Processing b.csv"),
+    ]

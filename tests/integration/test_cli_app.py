@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 from click.testing import CliRunner
 
+from tasktronaut import ProcessDefinition
 from tasktronaut_celery import StepState
-from tasktronaut_celery.cli import EXIT_FAILED, main
+from tasktronaut_celery.cli import EXIT_CANCELLED, EXIT_FAILED, main
+from tests.support import celery_worker
 
 from . import processes, worker_app
 from .conftest import WORKER_QUEUES
-from .services import EVENTS
+from .services import BROKERS, EVENTS, RESULTS
 from .test_semantics import wait_until
 
 APP = "tests.integration.worker_app:app"
@@ -77,3 +84,129 @@ def test_an_unreachable_broker_is_reported_in_one_paragraph() -> None:
     assert result.exit_code == EXIT_FAILED, result.output
     assert result.output.startswith("Error: cannot reach the broker or result backend")
     assert "Traceback" not in result.output
+
+
+def command(*arguments: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The command in a process of its own, as a user types it."""
+    return subprocess.run(
+        [sys.executable, "-c", "from tasktronaut_celery.cli import main; main()", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+
+
+@pytest.mark.parametrize(
+    ("definition", "code", "ending"),
+    [
+        (processes.FailsOnce, EXIT_FAILED, "Failed at step 1 (FailsOnce.explode): ValueError"),
+        (processes.CancelsItself, EXIT_CANCELLED, "Cancelled: CancelProcessError: customer"),
+    ],
+)
+def test_status_of_an_ended_run_exits_like_run(
+    definition: type[ProcessDefinition], code: int, ending: str
+) -> None:
+    """A failed run exits 1, a cancelled one 3, each saying why as `run` does."""
+    run = definition.build().enqueue(worker_app.backend)
+    wait_until(lambda: run.record.settled_at is not None)
+
+    result = CliRunner().invoke(main, ["status", run.id, "--app", APP])
+
+    assert result.exit_code == code, result.output
+    assert ending in result.output
+
+
+def test_status_of_a_run_cancelled_by_a_client_says_so() -> None:
+    """Not 'at step None': the client's cancel is the reason, and the exit code is 3."""
+    run = processes.Gated.build().enqueue(worker_app.backend)
+    wait_until(lambda: run.steps()[0].state is StepState.STARTED)
+    run.cancel()
+    redis.Redis.from_url(EVENTS).rpush(processes.gate_key(run.id), "open")
+    wait_until(lambda: run.record.settled_at is not None)
+
+    result = CliRunner().invoke(main, ["status", run.id, "--app", APP])
+
+    assert result.exit_code == EXIT_CANCELLED, result.output
+    assert "None" not in result.output
+    assert result.output.splitlines()[-1] == "Cancelled by a client."
+
+
+def test_status_watch_follows_a_run_started_elsewhere_to_its_end() -> None:
+    """`status --watch` shows progress while the run waits, then the summary and exit code 0."""
+    run = processes.Gated.build().enqueue(worker_app.backend)
+    watcher = subprocess.Popen(
+        [sys.executable, "-c", "from tasktronaut_celery.cli import main; main()",
+         "status", run.id, "--app", APP, "--watch"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert watcher.stdout is not None
+    header = watcher.stdout.readline()
+    progress = watcher.stdout.readline()  # the gated step is running: the watcher waits
+    redis.Redis.from_url(EVENTS).rpush(processes.gate_key(run.id), "open")
+    rest, errors = watcher.communicate(timeout=60)
+
+    assert watcher.returncode == 0, errors
+    assert header.startswith(f"Run {run.id}: ")
+    assert progress == "[0/4] running: Gated.wait_at_gate (0)\n"
+    assert "Gated.wait_at_gate  SUCCESS" in rest
+    assert rest.splitlines()[-1] == "Succeeded."
+
+
+def test_run_timeout_says_how_to_follow_the_run_again() -> None:
+    """The exact `status --watch` command to re-attach, with the --app given."""
+    identifier = f"cli-timeout-{os.getpid()}"
+    result = CliRunner().invoke(
+        main,
+        ["run", "tests.integration.processes:Gated", "--app", APP, "--timeout", "0.5",
+         "--identifier", identifier],
+    )  # fmt: skip
+    redis.Redis.from_url(EVENTS).rpush(processes.gate_key(identifier), "open")
+
+    assert result.exit_code == EXIT_FAILED, result.output
+    assert (
+        f"Follow it again with: tasktronaut status {identifier} --app {APP} --watch"
+        in result.output
+    )
+
+
+def test_app_names_a_project_package_as_celery_a_does(tmp_path: Path) -> None:
+    """`--app proj` finds proj/celery.py's app, as `celery -A proj worker` does."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "__init__.py").write_text("")
+    (project / "celery.py").write_text(
+        textwrap.dedent(f"""
+            from celery import Celery
+
+            from tasktronaut_celery import CeleryBackend
+
+            app = Celery("proj", broker={BROKERS["redis"]!r}, backend={RESULTS!r})
+            app.conf.task_default_queue = "cli-proj"
+            backend = CeleryBackend(app)
+
+            from . import processes  # noqa: E402  (the worker runs them)
+        """)
+    )
+    (project / "processes.py").write_text(
+        textwrap.dedent("""
+            from tasktronaut import Builder, ProcessDefinition
+
+
+            class Greeting(ProcessDefinition):
+                def define_process(self, builder: Builder) -> None:
+                    builder.task(self.greet, description="Saying hello")
+
+                def greet(self) -> None:
+                    pass
+        """)
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    with celery_worker("proj", "proj@cli", tmp_path, env, BROKERS["redis"], "-Q", "cli-proj"):
+        result = command("run", "proj.processes:Greeting", "--app", "proj", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Greeting.greet  SUCCESS" in result.stdout
+    assert "Saying hello" in result.stdout

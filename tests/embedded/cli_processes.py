@@ -1,0 +1,25 @@
+"""Process definitions the command-line tests run on the embedded default."""
+
+from __future__ import annotations
+
+import time
+
+from tasktronaut import Builder, Context, ProcessDefinition, TaskOptions
+
+ATTEMPT_SECONDS = 0.5
+RETRY_DELAY = 0.5
+
+
+class RetriesSlowly(ProcessDefinition):
+    """A step that fails twice, each attempt and each wait long enough to be seen live."""
+
+    task_options = TaskOptions(default_retry_delay=RETRY_DELAY)
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.call_partner, max_retries=3, description="Calling the partner")
+
+    def call_partner(self, context: Context) -> None:
+        if context.attempt > 1:
+            time.sleep(ATTEMPT_SECONDS)
+        if context.attempt < 3:
+            raise ConnectionError(f"attempt {context.attempt} failed")

@@ -1,0 +1,24 @@
+"""``Run.steps()``: what a client sees of each step, times and retries included."""
+
+from __future__ import annotations
+
+from datetime import timedelta, timezone
+
+from tasktronaut_celery import EmbeddedBackend, StepState
+
+from .cli_processes import ATTEMPT_SECONDS, RETRY_DELAY, RetriesSlowly
+
+
+def test_a_retried_step_spans_its_attempts_in_aware_utc_times(embedded: EmbeddedBackend) -> None:
+    """started_at is the first attempt's start, so duration covers every attempt and wait."""
+    run = RetriesSlowly.build().enqueue(embedded).wait(timeout=30)
+
+    (status,) = run.steps()
+    assert status.state is StepState.SUCCESS
+    assert (status.attempts, status.max_retries) == (3, 3)
+    assert status.started_at is not None
+    assert status.finished_at is not None
+    assert status.started_at.utcoffset() == status.finished_at.utcoffset() == timedelta(0)
+    assert status.started_at.tzinfo is timezone.utc
+    assert status.duration is not None
+    assert status.duration >= 2 * (ATTEMPT_SECONDS + RETRY_DELAY)
