@@ -12,6 +12,8 @@ They hang under Tasktronaut's root error::
     ├── RunNotFoundError (LookupError)        no run with that identifier is stored
     ├── CorruptPlanError (ValueError)         a stored plan or message cannot be read
     ├── StepLostError (RuntimeError)          a step's worker was lost on every delivery
+    ├── WorkerCodeMismatchError (tasktronaut's UnknownDefinitionError)
+    │                                         a worker's code cannot run the run's plan
     └── RunError                              a run did not succeed (raised by ``wait``)
         ├── ProcessFailed                     a step failed; names the step and error
         └── ProcessCancelled                  the run was cancelled
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from kombu.exceptions import OperationalError
 
-from tasktronaut.errors import TasktronautError
+from tasktronaut.errors import TasktronautError, UnknownDefinitionError
 
 
 class UnsupportedAppError(TasktronautError, ValueError):
@@ -60,6 +62,14 @@ class CorruptPlanError(TasktronautError, ValueError):
 
 class StepLostError(TasktronautError, RuntimeError):
     """The worker running a step was lost (killed, out of memory) on every delivery allowed."""
+
+
+class WorkerCodeMismatchError(UnknownDefinitionError):
+    """A worker's code differs from the client's: a definition or step method of the plan is missing.
+
+    The worker checks the whole plan before it runs anything of a run, and
+    fails the run rather than run part of it.
+    """
 
 
 class UnsafeSerializerWarning(UserWarning):
