@@ -43,7 +43,7 @@ from tasktronaut.sensitive import Redactor
 from .canvas import action_signature, settle_signature, to_signature
 from .errors import CorruptPlanError, StepLostError, WorkerCodeMismatchError
 from .flow import Action, Begin, Continuation, Join, Step, continuations, entries
-from .messages import reject
+from .messages import RunEnded, reject
 from .plan import Dispatch, EncodedPlan, Plan, PlannedStep, decode_plan
 from .store import RunRecord, RunState, RunStore, StepRecord, StepState, now
 from .worker_code import code_mismatch
@@ -245,7 +245,7 @@ class Runner:
             self._store.put_step(run_id, path, cancelled)
             if self._store.finish(run_id, RunState.CANCELLED, step=path, error=reason):
                 self._settle_ended(plan, run_id, RunState.CANCELLED)
-            raise Ignore()
+            raise RunEnded()
         max_retries = step.options.get("max_retries", 0)
         if result.outcome is Outcome.RETRYABLE and task.request.retries < max_retries:
             retrying = record.moved_to(StepState.RETRY, error=describe_error(error, plan.redactor))
@@ -453,7 +453,7 @@ class Runner:
         logger.info("run %s is %s; skipping %s", run_id, state, what)
         if record is not None and record.settled_at is None and redelivered:
             self._settle_ended(plan, run_id, record.state)
-        raise Ignore()
+        raise RunEnded()
 
     def _check_code(self, plan: Plan, run_id: str, path: str) -> None:
         """Fail the run, before anything of it runs here, if this worker's code cannot run it.
