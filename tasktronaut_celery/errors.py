@@ -19,11 +19,12 @@ They hang under Tasktronaut's root error::
         └── ProcessCancelled                  the run was cancelled
 
 and ``UnsafeSerializerWarning`` (a ``UserWarning``) is issued for an app that
-accepts pickle.
+accepts pickle. ``SoftTimeLimitExceeded`` is Celery's, naming the step and its limit.
 """
 
 from __future__ import annotations
 
+from celery import exceptions as celery_exceptions
 from kombu.exceptions import OperationalError
 
 from tasktronaut.errors import TasktronautError, UnknownDefinitionError
@@ -70,6 +71,18 @@ class WorkerCodeMismatchError(UnknownDefinitionError):
     The worker checks the whole plan before it runs anything of a run, and
     fails the run rather than run part of it.
     """
+
+
+class SoftTimeLimitExceeded(celery_exceptions.SoftTimeLimitExceeded):  # type: ignore[misc]
+    """Celery's ``SoftTimeLimitExceeded``, saying which step ran past which limit.
+
+    What run records, ``on_failed`` and Celery's logs get instead of Celery's
+    bare ``SoftTimeLimitExceeded()``; ``except SoftTimeLimitExceeded`` with
+    Celery's class still catches it.
+    """
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
 
 
 class UnsafeSerializerWarning(UserWarning):

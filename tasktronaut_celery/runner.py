@@ -31,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from celery import exceptions as celery_exceptions
 from celery.exceptions import Ignore
 from celery.utils.time import get_exponential_backoff_interval
 
@@ -41,7 +42,12 @@ from tasktronaut.runtime import Hook, Outcome, StepCall, call_hook, run_step
 from tasktronaut.sensitive import Redactor
 
 from .canvas import action_signature, settle_signature, to_signature
-from .errors import CorruptPlanError, StepLostError, WorkerCodeMismatchError
+from .errors import (
+    CorruptPlanError,
+    SoftTimeLimitExceeded,
+    StepLostError,
+    WorkerCodeMismatchError,
+)
 from .flow import Action, Begin, Continuation, Join, Step, continuations, entries
 from .messages import RunEnded, reject
 from .plan import Dispatch, EncodedPlan, Plan, PlannedStep, decode_plan
@@ -67,6 +73,25 @@ _FLAGGING_TRANSPORTS = frozenset({"amqp", "redis", "memory"})
 def describe_error(error: BaseException, redactor: Redactor) -> str:
     """An error as shown in run records: ``TypeName: message``, sensitive values hidden."""
     return redactor.text(f"{type(error).__name__}: {error}")
+
+
+def naming_time_limit(error: Exception, task: Task, step: str) -> Exception:
+    """``error``, unless it is Celery's bare soft time limit: then one naming ``step`` and the limit.
+
+    The limit is the one the worker enforced: the message's (the step's
+    ``soft_time_limit`` option), else the task's or the app's default.
+    """
+    if not isinstance(error, celery_exceptions.SoftTimeLimitExceeded) or isinstance(
+        error, SoftTimeLimitExceeded
+    ):
+        return error
+    limit = (task.request.timelimit or (None, None))[1]
+    limit = limit or task.soft_time_limit or task.app.conf.task_soft_time_limit
+    of = f" of {limit:g} s" if limit else ""
+    named = SoftTimeLimitExceeded(f"step {step} exceeded its soft time limit{of}")
+    named.__cause__ = error
+    named.__traceback__ = error.__traceback__
+    return named
 
 
 def retry_delay(options: dict[str, Any], retries: int) -> float:
@@ -237,8 +262,8 @@ class Runner:
             )
             self._advance(plan, run_id, Step(path))
             return
-        error = result.error
-        assert error is not None
+        assert result.error is not None
+        error = naming_time_limit(result.error, task, f"{path} ({plan.step_name(path)})")
         if result.outcome is Outcome.CANCELLED:
             reason = describe_error(error, plan.redactor)
             cancelled = record.moved_to(StepState.CANCELLED, finished_at=now(), error=reason)
