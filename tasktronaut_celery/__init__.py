@@ -18,6 +18,7 @@ from .errors import (
     StepLostError,
     UnsafeSerializerWarning,
     UnsupportedAppError,
+    WorkerCodeMismatchError,
 )
 from .run import Run, StepStatus
 from .store import RunRecord, RunState, StepState
@@ -41,4 +42,5 @@ __all__ = [
     "StepStatus",
     "UnsafeSerializerWarning",
     "UnsupportedAppError",
+    "WorkerCodeMismatchError",
 ]

@@ -20,6 +20,7 @@ from .canvas import (
     SETTLE_TASK,
     START_TASK,
     STEP_TASK,
+    name_sent_events_by_shadow,
     settle_signature,
     start_signature,
 )
@@ -35,7 +36,7 @@ from .run import Run
 from .runner import DEFAULT_MAX_DELIVERIES, Runner, describe_error
 from .store import RunState
 from .stores import check_app, joins_chords_natively, store_for
-from .undelivered import KilledStepRequest, watch
+from .undelivered import RunnerRequest, watch
 
 if TYPE_CHECKING:
     from celery import Task
@@ -227,6 +228,7 @@ class CeleryBackend:
         if not attach(self.app, self):
             return
         watch(self.app)
+        name_sent_events_by_shadow(self.app)
 
         def runner(task: Task) -> Runner:
             served = runner_for(task.app)
@@ -236,7 +238,7 @@ class CeleryBackend:
         class RunnerTask(self.app.Task):  # type: ignore[name-defined,misc]
             """Tasktronaut's tasks: the worker tells their runs when it kills a step."""
 
-            Request = KilledStepRequest
+            Request = RunnerRequest
 
         options = {**_TASK_OPTIONS, "base": RunnerTask}
 

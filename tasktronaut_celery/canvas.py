@@ -3,12 +3,14 @@
 Every signature is immutable (``.si``), so results never leak into arguments,
 carries only the run id and a path, has a deterministic task id unique within
 the run, and a ``shadow`` name such as ``MainProcess.load_data`` so Flower and
-worker logs show what runs. Step options (queue, priority, time limits) become
-the signature's execution options.
+worker logs show what runs (the ``task-sent`` events of these messages carry
+it too). Step options (queue, priority, time limits) become the signature's
+execution options.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from celery import chain, chord, group
@@ -206,6 +208,35 @@ def _queue(queue: str | None) -> dict[str, str]:
 def _signature(app: Celery, name: str, kwargs: dict[str, str], **options: Any) -> Signature:
     options.setdefault("ignore_result", True)
     return Signature(name, kwargs=kwargs, options=options, immutable=True, app=app)
+
+
+def name_sent_events_by_shadow(app: Celery) -> None:
+    """Have the ``task-sent`` events of Tasktronaut's messages name the task by its shadow.
+
+    With ``task_send_sent_event`` on, Celery names a sent event after the
+    registered task (``tasktronaut.step``), while the worker's events carry the
+    shadow (``Definition.method``). Monitors such as Flower take every field
+    of an event that arrives late, so a ``task-sent`` event arriving after the
+    worker's would rename the step. This wraps the app's message sender
+    (Celery's own, built when first used, as Celery builds it) so that the
+    sent event of each Tasktronaut message carries its shadow name; other
+    tasks' messages are sent unchanged.
+    """
+    amqp = app.amqp
+    send: Callable[..., Any] | None = None
+
+    def send_task_message(
+        producer: Any, name: str, message: Any, *args: Any, **options: Any
+    ) -> Any:
+        nonlocal send
+        if send is None:
+            send = amqp._create_task_sender()
+        shadow = message.headers.get("shadow")
+        if name in RUNNER_TASKS and shadow and message.sent_event is not None:
+            message.sent_event["name"] = shadow
+        return send(producer, name, message, *args, **options)
+
+    amqp.send_task_message = send_task_message
 
 
 def shape(signature: Signature) -> str:

@@ -12,19 +12,22 @@ They hang under Tasktronaut's root error::
     ├── RunNotFoundError (LookupError)        no run with that identifier is stored
     ├── CorruptPlanError (ValueError)         a stored plan or message cannot be read
     ├── StepLostError (RuntimeError)          a step's worker was lost on every delivery
+    ├── WorkerCodeMismatchError (tasktronaut's UnknownDefinitionError)
+    │                                         a worker's code cannot run the run's plan
     └── RunError                              a run did not succeed (raised by ``wait``)
         ├── ProcessFailed                     a step failed; names the step and error
         └── ProcessCancelled                  the run was cancelled
 
 and ``UnsafeSerializerWarning`` (a ``UserWarning``) is issued for an app that
-accepts pickle.
+accepts pickle. ``SoftTimeLimitExceeded`` is Celery's, naming the step and its limit.
 """
 
 from __future__ import annotations
 
+from celery import exceptions as celery_exceptions
 from kombu.exceptions import OperationalError
 
-from tasktronaut.errors import TasktronautError
+from tasktronaut.errors import TasktronautError, UnknownDefinitionError
 
 
 class UnsupportedAppError(TasktronautError, ValueError):
@@ -60,6 +63,26 @@ class CorruptPlanError(TasktronautError, ValueError):
 
 class StepLostError(TasktronautError, RuntimeError):
     """The worker running a step was lost (killed, out of memory) on every delivery allowed."""
+
+
+class WorkerCodeMismatchError(UnknownDefinitionError):
+    """A worker's code differs from the client's: a definition or step method of the plan is missing.
+
+    The worker checks the whole plan before it runs anything of a run, and
+    fails the run rather than run part of it.
+    """
+
+
+class SoftTimeLimitExceeded(celery_exceptions.SoftTimeLimitExceeded):  # type: ignore[misc]
+    """Celery's ``SoftTimeLimitExceeded``, saying which step ran past which limit.
+
+    What run records, ``on_failed`` and Celery's logs get instead of Celery's
+    bare ``SoftTimeLimitExceeded()``; ``except SoftTimeLimitExceeded`` with
+    Celery's class still catches it.
+    """
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
 
 
 class UnsafeSerializerWarning(UserWarning):

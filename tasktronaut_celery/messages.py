@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from celery.exceptions import Reject
+from celery.exceptions import Ignore, Reject
 
 if TYPE_CHECKING:
     from celery import Task
@@ -32,6 +32,16 @@ def message_fields(
             f"got args={_sketch(args)} kwargs={_sketch(kwargs)}"
         )
     return tuple(kwargs[name] for name in names)
+
+
+class RunEnded(Ignore):  # type: ignore[misc]
+    """Celery's ``Ignore`` for a message not run, or a step not finished, because its run ended.
+
+    Celery sends no event for an ignored task, so monitors such as Flower
+    would show it STARTED forever; the worker announces these as revoked
+    instead (see ``undelivered.RunnerRequest``). Like ``Ignore``, it stops
+    the message's chain and keeps no result.
+    """
 
 
 def reject(reason: str) -> NoReturn:

@@ -11,6 +11,8 @@ failed the run), then marks it settled.
 
 Before anything runs, the run's state is read: once a run has failed or been
 cancelled, every message still queued is skipped, which also stops its chain.
+Then the worker checks, once per plan, that its code can run the whole plan
+(``worker_code``); if it cannot, the run fails before anything of it runs here.
 When workers dispatch a run, the worker that finishes an action sends what
 follows it, counting chord members in the run store.
 Each hook is claimed in the run store before it is called, so it fires once
@@ -29,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from celery import exceptions as celery_exceptions
 from celery.exceptions import Ignore
 from celery.utils.time import get_exponential_backoff_interval
 
@@ -39,11 +42,17 @@ from tasktronaut.runtime import Hook, Outcome, StepCall, call_hook, run_step
 from tasktronaut.sensitive import Redactor
 
 from .canvas import action_signature, settle_signature, to_signature
-from .errors import CorruptPlanError, StepLostError
+from .errors import (
+    CorruptPlanError,
+    SoftTimeLimitExceeded,
+    StepLostError,
+    WorkerCodeMismatchError,
+)
 from .flow import Action, Begin, Continuation, Join, Step, continuations, entries
-from .messages import reject
+from .messages import RunEnded, reject
 from .plan import Dispatch, EncodedPlan, Plan, PlannedStep, decode_plan
 from .store import RunRecord, RunState, RunStore, StepRecord, StepState, now
+from .worker_code import code_mismatch
 
 if TYPE_CHECKING:
     from celery import Celery, Task
@@ -64,6 +73,25 @@ _FLAGGING_TRANSPORTS = frozenset({"amqp", "redis", "memory"})
 def describe_error(error: BaseException, redactor: Redactor) -> str:
     """An error as shown in run records: ``TypeName: message``, sensitive values hidden."""
     return redactor.text(f"{type(error).__name__}: {error}")
+
+
+def naming_time_limit(error: Exception, task: Task, step: str) -> Exception:
+    """``error``, unless it is Celery's bare soft time limit: then one naming ``step`` and the limit.
+
+    The limit is the one the worker enforced: the message's (the step's
+    ``soft_time_limit`` option), else the task's or the app's default.
+    """
+    if not isinstance(error, celery_exceptions.SoftTimeLimitExceeded) or isinstance(
+        error, SoftTimeLimitExceeded
+    ):
+        return error
+    limit = (task.request.timelimit or (None, None))[1]
+    limit = limit or task.soft_time_limit or task.app.conf.task_soft_time_limit
+    of = f" of {limit:g} s" if limit else ""
+    named = SoftTimeLimitExceeded(f"step {step} exceeded its soft time limit{of}")
+    named.__cause__ = error
+    named.__traceback__ = error.__traceback__
+    return named
 
 
 def retry_delay(options: dict[str, Any], retries: int) -> float:
@@ -95,7 +123,8 @@ class Runner:
         self._store = store
         self._control_queue = control_queue
         self._max_deliveries = max_deliveries
-        self._plans: OrderedDict[str, tuple[Plan, float]] = OrderedDict()  # with created_at
+        # Each plan with its run's created_at and what of it this worker's code lacks.
+        self._plans: OrderedDict[str, tuple[Plan, float, str | None]] = OrderedDict()
         self._following: dict[str, dict[Action, Continuation]] = {}
         self._claimed: dict[str, set[str]] = {}  # hook markers known to be claimed, per run
         self._flags_redeliveries = app.connection_for_write().transport.driver_type in (
@@ -124,7 +153,7 @@ class Runner:
         plan = decode_plan(encoded, self._app.conf.accept_content)
         self._following.pop(run_id, None)
         self._claimed.pop(run_id, None)
-        self._plans[run_id] = (plan, record.created_at)
+        self._plans[run_id] = (plan, record.created_at, code_mismatch(plan))
         if len(self._plans) > _PLAN_CACHE_SIZE:
             evicted, _ = self._plans.popitem(last=False)
             self._following.pop(evicted, None)
@@ -144,6 +173,7 @@ class Runner:
         if running and not redelivered:
             logger.info("run %s has started already; ignoring a duplicate start", run_id)
             raise Ignore()
+        self._check_code(plan, run_id, "")
         self._store.mark_running(run_id)
         self._settle_control(plan, run_id, "", lambda: self._start_processes(plan, run_id, ""))
         if plan.dispatch is Dispatch.CANVAS:
@@ -158,6 +188,7 @@ class Runner:
         if not path or path not in plan.processes:
             reject(f"run {run_id}: {path!r} is not a sub-process of this run")
         self._skip_if_ended(plan, run_id, record, f"begin {path}", self._redelivered(task))
+        self._check_code(plan, run_id, path)
         self._settle_control(plan, run_id, path, lambda: self._start_processes(plan, run_id, path))
         self._advance(plan, run_id, Begin(path))
 
@@ -171,6 +202,7 @@ class Runner:
         self._skip_if_ended(
             plan, run_id, record, f"join {path or 'root'}", self._redelivered(task)
         )
+        self._check_code(plan, run_id, path)
 
         def finish_processes() -> None:
             if path in plan.processes:  # an empty process starts at its join
@@ -189,6 +221,7 @@ class Runner:
             reject(f"run {run_id}: {path!r} is not a step of this run")
         redelivered = self._redelivered(task)
         running = self._skip_if_ended(plan, run_id, run, f"step {path}", redelivered)
+        self._check_code(plan, run_id, path)
         if previous is not None and previous.state is StepState.SUCCESS:
             logger.info("run %s: step %s already succeeded; not running it again", run_id, path)
             self._pass_on_repeated_success(plan, run_id, path)
@@ -233,15 +266,15 @@ class Runner:
             )
             self._advance(plan, run_id, Step(path))
             return
-        error = result.error
-        assert error is not None
+        assert result.error is not None
+        error = naming_time_limit(result.error, task, f"{path} ({plan.step_name(path)})")
         if result.outcome is Outcome.CANCELLED:
             reason = describe_error(error, plan.redactor)
             cancelled = record.moved_to(StepState.CANCELLED, finished_at=now(), error=reason)
             self._store.put_step(run_id, path, cancelled)
             if self._store.finish(run_id, RunState.CANCELLED, step=path, error=reason):
                 self._settle_ended(plan, run_id, RunState.CANCELLED)
-            raise Ignore()
+            raise RunEnded()
         max_retries = step.options.get("max_retries", 0)
         if result.outcome is Outcome.RETRYABLE and task.request.retries < max_retries:
             retrying = record.moved_to(StepState.RETRY, error=describe_error(error, plan.redactor))
@@ -449,7 +482,28 @@ class Runner:
         logger.info("run %s is %s; skipping %s", run_id, state, what)
         if record is not None and record.settled_at is None and redelivered:
             self._settle_ended(plan, run_id, record.state)
-        raise Ignore()
+        raise RunEnded()
+
+    def _check_code(self, plan: Plan, run_id: str, path: str) -> None:
+        """Fail the run, before anything of it runs here, if this worker's code cannot run it.
+
+        Checked once per plan per worker process (the verdict is cached with
+        the plan), whichever message of the run the worker sees first. The
+        processes at ``path`` are told with ``on_failed``; no step is marked.
+        """
+        mismatch = self._plans[run_id][2]
+        if mismatch is None:
+            return
+        error = WorkerCodeMismatchError(mismatch)
+        logger.error("run %s: %s", run_id, mismatch)
+        if self._store.finish(
+            run_id, RunState.FAILURE, error=describe_error(error, plan.redactor)
+        ):
+            try:
+                self._fire_failed(plan, run_id, path, "<worker code>", error)
+            finally:
+                self._store.settle(run_id)
+        raise error
 
     def _definition(self, plan: Plan, process: str) -> type[ProcessDefinition]:
         return resolve_definition(plan.processes[process].definition)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from billiard.einfo import ExceptionWithTraceback
 from celery import bootsteps
 from celery.exceptions import InvalidTaskError, TimeLimitExceeded
 from celery.signals import task_revoked
@@ -24,6 +25,7 @@ from celery.worker.request import Request
 from .apps import runner_for
 from .canvas import RUNNER_TASKS, STEP_TASK, parse_task_id
 from .errors import CorruptPlanError
+from .messages import RunEnded
 from .store import RunState
 
 if TYPE_CHECKING:
@@ -133,8 +135,24 @@ def _check_shape(payload: Any) -> None:
         raise ValueError("embed must be an object")
 
 
-class KilledStepRequest(Request):  # type: ignore[misc]
-    """The request class of Tasktronaut's tasks: a hard time limit fails the run there."""
+class RunnerRequest(Request):  # type: ignore[misc]
+    """The request class of Tasktronaut's tasks, in the worker's main process.
+
+    A hard time limit fails the task's run there; a task that ended because
+    its run had ended (``RunEnded``) is announced as revoked, so that task
+    events, and Flower, show it in a final state.
+    """
+
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> None:
+        """Let Celery handle the task's end, then announce a skipped task as revoked."""
+        super().on_failure(exc_info, send_failed_event, return_ok)
+        error = exc_info.exception
+        if isinstance(error, ExceptionWithTraceback):  # as it comes back from a pool process
+            error = error.exc
+        if isinstance(error, RunEnded):
+            self.send_event("task-revoked", terminated=False, signum=None, expired=False)
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
         """Let Celery fail the task, then fail its run when the limit was the hard one."""

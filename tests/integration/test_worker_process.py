@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -91,14 +92,19 @@ def test_a_definition_the_worker_does_not_know_fails_the_run(
 
 
 def test_a_soft_time_limit_fails_the_step(client: CeleryBackend) -> None:
-    """The step option soft_time_limit is enforced by the worker and fails the run."""
+    """The step option soft_time_limit is enforced by the worker; the error names the limit."""
     run = processes.TimeLimited.build().enqueue(client)
+    named = (
+        "SoftTimeLimitExceeded: step 0 (TimeLimited.overrun) exceeded its soft time limit of 1 s"
+    )
 
-    with pytest.raises(ProcessFailed, match="SoftTimeLimitExceeded") as failure:
+    with pytest.raises(ProcessFailed, match=re.escape(named)) as failure:
         run.wait(timeout=60)
 
     assert failure.value.step_name == "TimeLimited.overrun"
+    assert failure.value.error == named
     assert run.state is RunState.FAILURE
+    assert run.steps()[0].error == named
 
 
 def test_a_hard_time_limit_fails_the_run(client: CeleryBackend) -> None:
