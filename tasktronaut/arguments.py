@@ -44,7 +44,7 @@ def validate_arguments(
         if expected_type is None:
             continue
         try:
-            validated[name] = _adapter(expected_type).validate_python(arguments[name])
+            validated[name] = adapter(expected_type).validate_python(arguments[name])
         except ValidationError as error:
             problems[name] = _describe(error, redactor, name, arguments[name], expected_type)
     if problems:
@@ -55,7 +55,7 @@ def validate_arguments(
 def validate_option(process: str, name: str, value: Any) -> bool:
     """An option's value as a bool (``"true"``, ``1``... are accepted), or a clear error."""
     try:
-        return bool(_adapter(bool).validate_python(value))
+        return bool(adapter(bool).validate_python(value))
     except ValidationError:
         problem = f"option must be true or false, got {value!r}"
         raise InvalidArgumentsError(process, {name: problem}) from None
@@ -87,7 +87,8 @@ def _cached_adapter(expected_type: Any) -> TypeAdapter[Any]:
     return TypeAdapter(expected_type)
 
 
-def _adapter(expected_type: Any) -> TypeAdapter[Any]:
+def adapter(expected_type: Any) -> TypeAdapter[Any]:
+    """The pydantic ``TypeAdapter`` for ``expected_type``, cached when the type is hashable."""
     try:
         return _cached_adapter(expected_type)
     except TypeError:  # an unhashable type annotation cannot be cached

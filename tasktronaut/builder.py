@@ -21,7 +21,7 @@ from typing import Any
 from typing_extensions import Unpack
 
 from .arguments import validate_arguments, validate_option
-from .calling import invoke, signature_problem
+from .calling import invoke, reserved_problems, signature_problem
 from .context import Context
 from .decorators import task_metadata
 from .definition import ProcessDefinition, step_problem
@@ -58,7 +58,8 @@ class _BuildState:
     """What every builder of one build shares.
 
     ``sensitive`` gathers the names marked by each definition as it is built;
-    the arguments of the build hold it to mask their ``repr``.
+    the arguments of the build hold it to mask their ``repr``. ``read`` gathers
+    the options ``builder.option`` asked for: any other given is a mistake.
     """
 
     identifier: str
@@ -66,6 +67,15 @@ class _BuildState:
     chain: list[str] = field(default_factory=list)
     finished: bool = False
     sensitive: set[str] = field(default_factory=set)
+    read: set[str] = field(default_factory=set)
+
+    def check_options_read(self, process: str) -> None:
+        """Refuse the options given to ``build`` that no ``builder.option`` call read."""
+        unread = sorted(set(self.options) - self.read, key=str)
+        if unread:
+            known = ", ".join(sorted(self.read)) or "none"
+            problem = f"unknown option: define_process never read it (options it read: {known})"
+            raise InvalidArgumentsError(process, dict.fromkeys(map(str, unread), problem))
 
     def redactor(self, arguments: Mapping[str, Any]) -> Redactor:
         """Hides the sensitive values among ``arguments`` in build errors."""
@@ -124,11 +134,15 @@ def build_process(
         raise InvalidArgumentsError(name, {"identifier": problem})
     if options is not None and not isinstance(options, Mapping):
         raise InvalidStepError(f"{name}: options must be a mapping of names to booleans")
+    reserved = reserved_problems(arguments)
+    if reserved:
+        raise InvalidArgumentsError(name, reserved)
     state = _BuildState(identifier, MappingProxyType(dict(options or {})))
     root = state.process_node(
         definition, "", Arguments(arguments, sensitive=state.sensitive), None
     )
     state.finished = True
+    state.check_options_read(name)
     return Process(identifier=identifier, root=root, options=state.options)
 
 
@@ -248,13 +262,16 @@ class Builder:
             raise
         self._block.children[index] = node
 
-    def expected_arguments(self, **types: Any) -> None:
+    def expected_arguments(self, /, **types: Any) -> None:
         """Validate the arguments in scope against ``types`` and use the coerced values.
 
         ``None`` as a type accepts anything; a type that admits ``None`` may be
         omitted. All problems are raised together, naming the process.
         """
         self._check_usable("expected_arguments")
+        reserved = reserved_problems(types)
+        if reserved:
+            raise InvalidArgumentsError(self._where, reserved)
         redactor = self._state.redactor(self._arguments)
         validated = validate_arguments(self._where, self._arguments, types, redactor)
         changed = {
@@ -267,6 +284,7 @@ class Builder:
     def option(self, name: str, default: bool = False) -> bool:
         """The boolean option ``name`` given to ``build(options=...)``, else ``default``."""
         self._check_usable("option")
+        self._state.read.add(name)
         return validate_option(self._where, name, self._state.options.get(name, default))
 
     def each(
@@ -382,6 +400,9 @@ class Builder:
                 f"{self._where}: {what} must be a dict of arguments or a "
                 f"(dict, description) tuple, not {shown:.200}"
             )
+        reserved = reserved_problems(arguments)
+        if reserved:
+            raise InvalidStepError(f"{self._where}: {what}: {'; '.join(reserved.values())}")
         return arguments, description
 
     def _step_name(self, method: object) -> str:

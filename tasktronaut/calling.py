@@ -3,18 +3,46 @@
 Tasks, ``each`` functions and ``transform`` functions all receive the arguments
 their signature names (every argument if they take ``**kwargs``) and a
 :class:`~tasktronaut.Context` if they have a ``context`` parameter. A signature is
-inspected once per function and the answer cached.
+inspected once per function and the answer cached. They are called
+synchronously, so ``async def`` ones are refused, and a few names are reserved
+(:data:`RESERVED_ARGUMENTS`): no argument can reach a method under them.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 CONTEXT_PARAMETER = "context"
+
+RESERVED_ARGUMENTS = {
+    "self": "steps and build functions are methods, and self is their instance",
+    CONTEXT_PARAMETER: "a step's context parameter receives its Context",
+    "identifier": "build(identifier=...) names the run",
+    "options": "build(options=...) holds the options builder.option reads",
+}
+"""Names an argument cannot have, and why."""
+
+
+def reserved_problems(names: Iterable[str]) -> dict[str, str]:
+    """Why each of ``names`` that is reserved cannot name an argument."""
+    return {
+        name: f"argument name {name!r} is reserved: {RESERVED_ARGUMENTS[name]}"
+        for name in names
+        if name in RESERVED_ARGUMENTS
+    }
+
+
+def is_async(func: object) -> bool:
+    """Whether calling ``func`` only makes a coroutine (or async iterator) and runs none of it.
+
+    Decorated functions are unwrapped, so an ``@asynccontextmanager`` counts.
+    """
+    function = inspect.unwrap(getattr(func, "__func__", func))  # type: ignore[arg-type]
+    return inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +105,12 @@ def _spec_of_function(function: Callable[..., Any], bound: bool) -> CallSpec:
 
 def signature_problem(func: Callable[..., Any], arguments: Mapping[str, Any]) -> str | None:
     """Why ``func`` cannot be called with ``arguments`` in scope, or ``None`` if it can."""
+    if is_async(func):
+        name = getattr(func, "__name__", repr(func))
+        return (
+            f"{name} is an async def, and Tasktronaut calls it synchronously: its body "
+            "would never run; make it a plain def (asyncio.run(...) inside it can await)"
+        )
     spec = call_spec(func)
     if spec.positional_only:
         names = ", ".join(spec.positional_only)

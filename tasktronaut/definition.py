@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import registry
+from .calling import is_async
 from .errors import DefinitionError, UnknownDefinitionError
 from .nodes import ExecutionMode
 from .options import TaskOptions
@@ -26,6 +27,16 @@ if TYPE_CHECKING:
     from .process import Process
 
 logger = logging.getLogger("tasktronaut")
+
+_SYNCHRONOUS = (
+    "define_process",
+    "on_started",
+    "around_task",
+    "on_completed",
+    "on_failed",
+    "on_cancelled",
+)
+"""Members Tasktronaut calls synchronously: an ``async def`` one would never run."""
 
 _LOOK_ALIKES = {
     "execution_mode": "process_execution_mode",
@@ -66,6 +77,7 @@ class ProcessDefinition:
     @classmethod
     def build(
         cls,
+        *,
         identifier: str | None = None,
         options: Mapping[str, Any] | None = None,
         **kwargs: Any,
@@ -73,7 +85,9 @@ class ProcessDefinition:
         """Run :meth:`define_process` with ``kwargs`` in scope and return the frozen process.
 
         ``identifier`` names the run (a random hex id if omitted); ``options``
-        are read by ``builder.option``. Every mistake in the definition or the
+        are read by ``builder.option``, and one that ``define_process`` never
+        reads is refused (a misspelt option would silently leave steps out).
+        Both are keyword-only. Every mistake in the definition or the
         arguments is raised here, before anything is sent anywhere.
         """
         from .builder import build_process  # builder imports this module
@@ -90,10 +104,10 @@ class ProcessDefinition:
     ) -> Iterator[None]:
         """Wraps every step of this definition; an error raised here fails the step."""
         name = type(self).__qualname__
-        shown = redact(repr(description))
-        logger.info("Executing %s (%s) of %s [%s].", shown, step, name, identifier)
+        shown = step if description is None else f"{redact(repr(description))} ({step})"
+        logger.info("Executing %s of %s [%s].", shown, name, identifier)
         yield
-        logger.info("Completed %s (%s) of %s [%s].", shown, step, name, identifier)
+        logger.info("Completed %s of %s [%s].", shown, name, identifier)
 
     def on_completed(self, identifier: str) -> None:
         """Called once when every step of the process (or this sub-process) has succeeded."""
@@ -120,6 +134,12 @@ def _check_definition_class(cls: type[ProcessDefinition]) -> None:
             raise DefinitionError(
                 f"{cls.__qualname__} sets {wrong!r}, which Tasktronaut does not read; "
                 f"did you mean {right!r}?"
+            )
+    for name in _SYNCHRONOUS:
+        if is_async(getattr(cls, name)):
+            raise DefinitionError(
+                f"{cls.__qualname__}.{name} is an async def, and Tasktronaut calls it "
+                "synchronously: its body would never run; make it a plain def"
             )
     mode = cls.process_execution_mode
     if not isinstance(mode, ExecutionMode):

@@ -85,14 +85,35 @@ def run_step(call: StepCall) -> StepResult:
             redacting(call.redactor),
             instance.around_task(call.process_id, call.method, call.description, context),
         ):
-            invoke(function.__get__(instance), call.arguments, lambda: context)
+            result = invoke(function.__get__(instance), call.arguments, lambda: context)
     except CancelProcessError as error:
         return StepResult(Outcome.CANCELLED, error)
     except NonRetryableProcessError as error:
         return StepResult(Outcome.FAILED, error)
     except Exception as error:
         return StepResult(Outcome.RETRYABLE, error)
+    if result is not None:
+        _warn_result_ignored(f"{call.definition.__qualname__}.{call.method}", result)
     return StepResult(Outcome.SUCCEEDED)
+
+
+_warned_results: set[str] = set()
+
+
+def _warn_result_ignored(step: str, result: object) -> None:
+    """Say once per step (per worker process) that what it returned goes nowhere.
+
+    Only the type is shown: the value may hold a secret.
+    """
+    if step in _warned_results:
+        return
+    _warned_results.add(step)
+    logger.warning(
+        "%s returned a value (%s), which is not passed on: steps share nothing but "
+        "their arguments; store what later steps need and return None (said once per step).",
+        step,
+        type(result).__qualname__,
+    )
 
 
 def call_hook(

@@ -7,7 +7,9 @@ stored in the app's result backend). A plan is encoded
 with the app's own task serializer (JSON by default, which kombu extends to
 ``date``, ``datetime``, ``Decimal`` and ``UUID``), so arguments arrive with the
 same types a message would have given them, and only content types the app
-accepts are ever decoded.
+accepts are ever decoded. Models, enums and dataclasses are stored as their
+type and value, and dicts a decoder would misread are escaped: see
+:mod:`tasktronaut_celery.values`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tasktronaut.sensitive import Redactor
 
 from . import flow as flows
 from .errors import ArgumentNotSerializableError, CorruptPlanError
+from .values import decode_value, encode_value
 
 PLAN_VERSION = 1
 
@@ -159,6 +162,8 @@ class Plan:
             flow = flows.from_data(data["flow"])
             dispatch = Dispatch(data["dispatch"])
             plan = cls(str(data["run"]), processes, steps, joins, flow, dispatch, sensitive)
+        except CorruptPlanError:
+            raise
         except (AttributeError, KeyError, TypeError, ValueError, IndexError) as error:
             raise CorruptPlanError(f"stored plan is not readable: {error!r}") from None
         plan._check_consistent()
@@ -182,7 +187,11 @@ class Plan:
 
 
 class _Layers:
-    """Argument layers numbered in the order stored, each parent before its children."""
+    """Argument layers numbered in the order stored, each parent before its children.
+
+    Each layer's values are stored as :func:`~tasktronaut_celery.values.encode_value`
+    makes them, the layer itself being a dict of them.
+    """
 
     def __init__(self) -> None:
         self.stored: list[list[Any]] = []
@@ -193,9 +202,10 @@ class _Layers:
         if number is None:
             if isinstance(arguments, Arguments):
                 parent = arguments.parent
-                layer = [None if parent is None else self.index(parent), dict(arguments.own)]
+                parent_number = None if parent is None else self.index(parent)
+                layer = [parent_number, encode_value(dict(arguments.own))]
             else:
-                layer = [None, dict(arguments)]
+                layer = [None, encode_value(dict(arguments))]
             number = self._numbers[id(arguments)] = len(self.stored)
             self.stored.append(layer)
         return number
@@ -203,7 +213,8 @@ class _Layers:
     @staticmethod
     def restore(stored: list[list[Any]], sensitive: frozenset[str]) -> list[Arguments]:
         layers: list[Arguments] = []
-        for parent, own in stored:
+        for parent, stored_own in stored:
+            own = decode_value(stored_own)
             if parent is not None and not 0 <= parent < len(layers):
                 raise ValueError(f"argument layer {len(layers)} has no parent {parent}")
             if not isinstance(own, dict):
@@ -275,9 +286,8 @@ class EncodedPlan:
 
 def encode_plan(plan: Plan, serializer: str) -> EncodedPlan:
     """Serialize ``plan``; if an argument cannot be, name the step and the argument."""
-    data = plan.to_data()
     try:
-        content_type, content_encoding, body = dumps(data, serializer=serializer)
+        content_type, content_encoding, body = dumps(plan.to_data(), serializer=serializer)
     except Exception as error:
         raise _unserializable(plan, serializer, error) from None
     if isinstance(body, str):
@@ -305,13 +315,13 @@ def _unserializable(plan: Plan, serializer: str, error: Exception) -> ArgumentNo
     for path, step in plan.steps.items():
         for name, value in step.arguments.items():
             try:
-                dumps(value, serializer=serializer)
-            except Exception:
+                dumps(encode_value(value), serializer=serializer)
+            except Exception as problem:
                 return ArgumentNotSerializableError(
                     plan.redactor.text(
                         f"{plan.root.name}: step {path} ({plan.step_name(path)}): argument "
                         f"{name!r} ({type(value).__qualname__}) cannot be serialized with the "
-                        f"app's {serializer!r} serializer: {error}; nothing was sent"
+                        f"app's {serializer!r} serializer: {problem}; nothing was sent"
                     )
                 )
     return ArgumentNotSerializableError(

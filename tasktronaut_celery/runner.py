@@ -136,7 +136,9 @@ class Runner:
 
         Cached per run id, and checked against the run's creation time: an
         identifier enqueued again after its first run expired gets its own
-        plan. Rejects runs that do not exist.
+        plan. Rejects runs that do not exist. A plan that cannot be read ends
+        its run FAILURE with the reason (settled: no hook can be found without
+        it), and the message is rejected.
         """
         cached = self._plans.get(run_id)
         if cached is not None and record is not None and cached[1] == record.created_at:
@@ -147,6 +149,7 @@ class Runner:
         try:
             return self._remember(run_id, encoded, record)
         except CorruptPlanError as error:
+            self._store.finish(run_id, RunState.FAILURE, error=str(error), settled=True)
             reject(f"run {run_id!r}: {error}")
 
     def _remember(self, run_id: str, encoded: EncodedPlan, record: RunRecord) -> Plan:

@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from examples.user_guide import ComplexProcess, MainProcess, MixedProcess, MyProcess
+from examples.user_guide import (
+    ComplexProcess,
+    ConditionalProcess,
+    MainProcess,
+    MixedProcess,
+    MyProcess,
+)
 from tasktronaut import (
     BlockNode,
     Builder,
@@ -46,7 +52,8 @@ def test_node_fields_cannot_be_assigned() -> None:
 
 def test_arguments_and_options_are_read_only_mappings() -> None:
     """Neither a step's arguments nor the build options can be changed after the build."""
-    process = ComplexProcess.build(items=["a"], options={"flag": True})
+    process = ComplexProcess.build(items=["a"])
+    options = ConditionalProcess.build(options={"enable_validation": True}).options
     step = process.find("1.0")
     assert isinstance(step, TaskNode)
 
@@ -55,7 +62,7 @@ def test_arguments_and_options_are_read_only_mappings() -> None:
     with pytest.raises(TypeError):
         process.root.arguments["items"] = []  # type: ignore[index]
     with pytest.raises(TypeError):
-        process.options["flag"] = False  # type: ignore[index]
+        options["enable_validation"] = False  # type: ignore[index]
     assert step.arguments["batch"] == ["a"]
 
 

@@ -1,0 +1,156 @@
+"""Argument values on a real worker: each step gets what the build made, or the run fails.
+
+Pydantic models, enums and dataclasses that ``expected_arguments`` coerces into
+reach the step as instances of their type on Celery's default JSON serializer;
+a dict shaped like kombu's ``__type__``/``__value__`` envelope reaches it as that
+dict. A plan a worker cannot read ends the run FAILURE, so ``wait()`` returns.
+The definitions live here: the in-process worker shares this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import uuid
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from tasktronaut import Builder, NonRetryableProcessError, ProcessDefinition
+from tasktronaut_celery import CeleryBackend, ProcessFailed, RunState
+from tasktronaut_celery.canvas import start_signature
+from tasktronaut_celery.plan import EncodedPlan, encode_plan, plan_process
+
+from .recorder import Recorder
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+KOMBU_LOOKALIKES = [
+    {"__type__": "datetime", "__value__": "2026-01-01T00:00:00"},  # read as a datetime
+    {"__type__": "acme-id", "__value__": 7},  # unknown to kombu: the plan was unreadable
+]
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Settings(BaseModel):
+    name: str
+    when: datetime.date
+    colour: Colour = Colour.RED
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+RAW = {
+    "settings": {"name": "nightly", "when": "2026-01-02", "colour": "blue"},
+    "colour": "blue",
+    "point": {"x": 1, "y": "2"},
+    "many": [{"name": "a", "when": "2026-01-03"}],
+    "by_name": {"p": {"x": 3, "y": 4}},
+}
+EXPECTED = {
+    "settings": Settings(name="nightly", when=datetime.date(2026, 1, 2), colour=Colour.BLUE),
+    "colour": Colour.BLUE,
+    "point": Point(1, 2),
+    "many": [Settings(name="a", when=datetime.date(2026, 1, 3))],
+    "by_name": {"p": Point(3, 4)},
+}
+
+
+class Configured(ProcessDefinition):
+    def define_process(self, builder: Builder) -> None:
+        builder.expected_arguments(
+            settings=Settings,
+            colour=Colour,
+            point=Point,
+            many=list[Settings],
+            by_name=dict[str, Point],
+        )
+        builder.task(self.check)
+
+    def check(self, **arguments: Any) -> None:
+        if arguments != EXPECTED or type(arguments["settings"]) is not Settings:
+            raise NonRetryableProcessError(f"received {arguments!r}")
+
+
+class TakesAnything(ProcessDefinition):
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.check)
+
+    def check(self, value: Any, expected: Any) -> None:
+        if value != expected or type(value) is not type(expected):
+            raise NonRetryableProcessError(f"received {value!r}")
+
+
+def test_models_enums_and_dataclasses_reach_the_step_as_the_built_instances(
+    backend: CeleryBackend, recorder: Recorder
+) -> None:
+    """The default JSON serializer carries them; the step gets instances equal to the built ones."""
+    run = Configured.build(**RAW).enqueue(backend).wait(timeout=60)
+
+    (step,) = recorder.steps(run.id)
+    types = {name: value[0] for name, value in step["arguments"].items()}
+    assert types == {
+        "settings": "Settings",
+        "colour": "Colour",
+        "point": "Point",
+        "many": "list",
+        "by_name": "dict",
+    }
+
+
+@pytest.mark.parametrize("value", KOMBU_LOOKALIKES, ids=["known-type", "unknown-type"])
+def test_a_dict_shaped_like_kombus_envelope_reaches_the_step_intact(
+    backend: CeleryBackend, value: dict[str, Any]
+) -> None:
+    """Before, it arrived as a datetime, or the plan was unreadable and the run stayed PENDING."""
+    run = TakesAnything.build(value=value, expected=dict(value)).enqueue(backend)
+
+    assert run.wait(timeout=60).state is RunState.SUCCESS
+
+
+@pytest.mark.parametrize(
+    ("value", "old", "new", "reason"),
+    [
+        ("x", b'"version": 1', b'"version": 99', "plan version 99"),
+        (
+            Colour.RED,
+            f"{__name__}:Colour".encode(),
+            b"gone.module:Colour",
+            "gone.module:Colour is not known",
+        ),
+    ],
+    ids=["unreadable", "unknown-type"],
+)
+def test_a_plan_the_worker_cannot_read_fails_the_run_with_the_reason(
+    backend: CeleryBackend, value: Any, old: bytes, new: bytes, reason: str
+) -> None:
+    """The start message is refused and the run ends FAILURE saying why; no step ran."""
+    plan = plan_process(
+        TakesAnything.build(
+            identifier=f"unreadable-{uuid.uuid4().hex}", value=value, expected=value
+        )
+    )
+    encoded = encode_plan(plan, backend.app.conf.task_serializer)
+    body = encoded.body.replace(old, new)
+    assert body != encoded.body
+    backend.store.create(
+        plan.run_id, EncodedPlan(encoded.content_type, encoded.content_encoding, body)
+    )
+    start_signature(backend.app, plan, backend.control_queue).apply_async()
+    run = backend.run(plan.run_id)
+
+    with pytest.raises(ProcessFailed, match=reason):
+        run.wait(timeout=60)
+
+    assert run.state is RunState.FAILURE
+    assert backend.store.step(plan.run_id, "0") is None  # no step state made up

@@ -1,0 +1,184 @@
+"""Argument values in a stored plan: every serializer gives the step what the build made.
+
+Models, enums and dataclasses that ``expected_arguments`` coerces into come back
+as instances of their type; dicts that a decoder would read as something else
+(kombu's ``__type__``/``__value__`` envelope) come back as the same dicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from tasktronaut import Builder, ProcessDefinition
+from tasktronaut_celery import ArgumentNotSerializableError, CorruptPlanError
+from tasktronaut_celery.plan import EncodedPlan, decode_plan, encode_plan, plan_process
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Size(str, enum.Enum):
+    SMALL = "s"
+
+
+class Settings(BaseModel):
+    name: str
+    when: datetime.date
+    colour: Colour = Colour.RED
+    extra: dict[str, Any] = {}
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Configured(ProcessDefinition):
+    def define_process(self, builder: Builder) -> None:
+        builder.expected_arguments(
+            settings=Settings,
+            colour=Colour,
+            size=Size,
+            point=Point,
+            many=list[Settings],
+            nested=dict[str, Point],
+        )
+        builder.task(self.use)
+
+    def use(self, **arguments: Any) -> None: ...
+
+
+class TakesAnything(ProcessDefinition):
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.use)
+
+    def use(self, **arguments: Any) -> None: ...
+
+
+def round_trip(process: Any, serializer: str = "json") -> dict[str, Any]:
+    plan = plan_process(process)
+    return dict(decode_plan(encode_plan(plan, serializer), [serializer]).steps["0"].arguments)
+
+
+def configured() -> dict[str, Any]:
+    return {
+        "settings": {
+            "name": "a",
+            "when": "2026-01-02",
+            "extra": {"__type__": "x", "__value__": 1},
+        },
+        "colour": "blue",
+        "size": "s",
+        "point": {"x": 1, "y": "2"},
+        "many": [{"name": "b", "when": "2026-01-03", "colour": "blue"}],
+        "nested": {"p": {"x": 3, "y": 4}},
+    }
+
+
+@pytest.mark.parametrize("serializer", ["json", "pickle"])
+def test_models_enums_and_dataclasses_arrive_as_the_instances_the_build_made(
+    serializer: str,
+) -> None:
+    """Each value decodes equal to the coerced one and of its type, nested ones too."""
+    process = Configured.build(**configured())
+    built = dict(process.root.children[0].arguments)  # type: ignore[attr-defined]
+
+    arrived = round_trip(process, serializer)
+
+    assert arrived == built
+    assert type(arrived["settings"]) is Settings
+    assert arrived["settings"].when == datetime.date(2026, 1, 2)
+    assert arrived["colour"] is Colour.BLUE
+    assert arrived["size"] is Size.SMALL
+    assert type(arrived["point"]) is Point
+    assert type(arrived["many"][0]) is Settings
+    assert arrived["many"][0].colour is Colour.BLUE
+    assert type(arrived["nested"]["p"]) is Point
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"__type__": "datetime", "__value__": "2026-01-01T00:00:00"},
+        {"__type__": "nothing-kombu-knows", "__value__": 1},
+        {"__type__": "x"},
+        {"__tasktronaut__": "typed", "type": "os:system", "value": "true"},
+        {"__tasktronaut__": "dict", "items": []},
+        [{"deep": {"__type__": "uuid", "__value__": "not-a-uuid"}}],
+        {1: "int keys", "__type__": "x"},
+    ],
+    ids=[
+        "kombu-type",
+        "unknown-kombu-type",
+        "type-only",
+        "own-marker",
+        "own-dict",
+        "nested",
+        "int",
+    ],
+)
+def test_dicts_a_decoder_would_misread_arrive_intact(value: Any) -> None:
+    """Dicts shaped like kombu's (or the plan's own) markers are escaped, not interpreted."""
+    arrived = round_trip(TakesAnything.build(value=value, same={"__type__": "x", "__value__": 1}))
+
+    assert arrived == {"value": value, "same": {"__type__": "x", "__value__": 1}}
+
+
+def test_argument_names_shaped_like_kombus_envelope_arrive_intact() -> None:
+    """The layer of arguments is itself a dict: its names are escaped like any other dict."""
+    assert round_trip(TakesAnything.build(__type__="date", __value__="x")) == {
+        "__type__": "date",
+        "__value__": "x",
+    }
+
+
+def test_a_type_defined_in_a_function_is_refused_at_enqueue_naming_the_argument() -> None:
+    """A worker could never find it, so nothing is sent; the error says where and why."""
+
+    class Local(BaseModel):
+        n: int
+
+    plan = plan_process(TakesAnything.build(local=Local(n=1)))
+
+    with pytest.raises(ArgumentNotSerializableError, match=r"step 0 .*'local'.*top level"):
+        encode_plan(plan, "json")
+
+
+def test_a_model_that_cannot_be_dumped_is_refused_at_enqueue_naming_the_argument() -> None:
+    """A model holding a value pydantic cannot dump as JSON raises ArgumentNotSerializableError."""
+    model = Settings(name="a", when=datetime.date(2026, 1, 1), extra={"x": object()})
+
+    with pytest.raises(ArgumentNotSerializableError, match=r"step 0 .*'settings'"):
+        encode_plan(plan_process(TakesAnything.build(settings=model)), "json")
+
+
+def test_a_type_the_decoding_process_has_not_imported_is_a_corrupt_plan_naming_it() -> None:
+    """The type is looked up among imported modules only: a plan cannot make anyone import."""
+    plan = plan_process(TakesAnything.build(colour=Colour.RED))
+    encoded = encode_plan(plan, "json")
+    reference = f"{__name__}:Colour".encode()
+    body = encoded.body.replace(reference, b"not.imported.anywhere:Colour")
+    assert body != encoded.body
+
+    with pytest.raises(CorruptPlanError, match=r"not\.imported\.anywhere:Colour.*import"):
+        decode_plan(EncodedPlan(encoded.content_type, encoded.content_encoding, body), ["json"])
+
+
+@pytest.mark.parametrize("reference", ["os:system", f"{__name__}:configured", "os:path.join"])
+def test_a_stored_type_that_is_no_model_enum_or_dataclass_is_refused(reference: str) -> None:
+    """Only the kinds of type the plan stores are ever validated into."""
+    plan = plan_process(TakesAnything.build(colour=Colour.RED))
+    encoded = encode_plan(plan, "json")
+    body = encoded.body.replace(f"{__name__}:Colour".encode(), reference.encode())
+
+    with pytest.raises(CorruptPlanError, match="not a"):
+        decode_plan(EncodedPlan(encoded.content_type, encoded.content_encoding, body), ["json"])
