@@ -218,7 +218,7 @@ class CeleryBackend:
             if record is None or record.state is not RunState.CANCELLED or record.settled_at:
                 return False
         root = self._load_plan(run_id).root.name
-        settle_signature(self.app, run_id, root, self.control_queue).apply_async()
+        settle_signature(self.app, run_id, root, self.control_queue, cancel=True).apply_async()
         return cancelled
 
     def _load_plan(self, run_id: str) -> Plan:

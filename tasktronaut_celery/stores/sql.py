@@ -148,15 +148,18 @@ class SqlRunStore(RunStore):
     ) -> bool:
         values = finished_fields(state, step, error, settled)
         with self._engine.connect() as connection, connection.begin() as transaction:
-            ended = connection.execute(
+            update = (
                 runs.update()
                 .where(runs.c.run_id == run_id, runs.c.state.in_(UNFINISHED_STATES))
                 .values(**values)
-            ).rowcount == 1
+            )
+            ended = connection.execute(update).rowcount == 1
             # Read after the update, which holds the run's row: a claim made
             # meanwhile (see ``claim``) has been committed, and is seen here.
-            if ended and unless_claimed is not None and self._is_claimed(
-                connection, run_id, unless_claimed
+            if (
+                ended
+                and unless_claimed is not None
+                and self._is_claimed(connection, run_id, unless_claimed)
             ):
                 transaction.rollback()
                 return False

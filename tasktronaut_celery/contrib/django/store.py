@@ -81,13 +81,13 @@ class DjangoRunStore(RunStore):
         values = finished_fields(state, step, error, settled)
         with transaction.atomic():
             rows = RunRow.objects.filter(run_id=run_id, state__in=UNFINISHED_STATES)
-            ended = rows.update(**values) == 1
+            ended = bool(rows.update(**values) == 1)
             # Read after the update, which holds the run's row: a claim made
             # meanwhile (see ``claim``) has been committed, and is seen here.
-            if ended and unless_claimed is not None:
-                if ClaimRow.objects.filter(run_id=run_id, marker=unless_claimed).exists():
-                    transaction.set_rollback(True)
-                    return False
+            claims = ClaimRow.objects.filter(run_id=run_id, marker=unless_claimed)
+            if ended and unless_claimed is not None and claims.exists():
+                transaction.set_rollback(True)
+                return False
         return ended
 
     @override
