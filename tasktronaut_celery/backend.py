@@ -34,7 +34,7 @@ from .messages import message_fields
 from .plan import Plan, decode_plan, encode_plan, plan_process
 from .run import Run
 from .runner import DEFAULT_MAX_DELIVERIES, Runner, describe_error
-from .store import RunState
+from .store import RunState, end_marker
 from .stores import check_app, joins_chords_natively, store_for
 from .undelivered import RunnerRequest, watch
 
@@ -205,16 +205,21 @@ class CeleryBackend:
     def cancel(self, run_id: str) -> bool:
         """Cancel a run; ``False`` if it had already ended. Hooks fire on a worker.
 
-        Cancelling again a cancelled run whose hooks have not fired (the
-        message asking a worker to fire them was lost) sends that message again.
+        A run whose last step has succeeded and whose top-level process is
+        completing (its ``on_completed`` is under way) is not cancelled either:
+        it ends SUCCESS. Cancelling again a cancelled run whose hooks have not
+        fired (the message asking a worker to fire them was lost) sends that
+        message again.
         """
-        cancelled = self.store.finish(run_id, RunState.CANCELLED, error=CANCELLED_BY_CLIENT)
+        cancelled = self.store.finish(
+            run_id, RunState.CANCELLED, error=CANCELLED_BY_CLIENT, unless_claimed=end_marker("")
+        )
         if not cancelled:
             record = self.store.record(run_id)
             if record is None or record.state is not RunState.CANCELLED or record.settled_at:
                 return False
         root = self._load_plan(run_id).root.name
-        settle_signature(self.app, run_id, root, self.control_queue).apply_async()
+        settle_signature(self.app, run_id, root, self.control_queue, cancel=True).apply_async()
         return cancelled
 
     def _load_plan(self, run_id: str) -> Plan:

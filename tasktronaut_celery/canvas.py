@@ -188,15 +188,24 @@ def start_signature(app: Celery, plan: Plan, control_queue: str | None = None) -
 
 
 def settle_signature(
-    app: Celery, run_id: str, root_name: str, control_queue: str | None = None
+    app: Celery,
+    run_id: str,
+    root_name: str,
+    control_queue: str | None = None,
+    *,
+    cancel: bool = False,
 ) -> Signature:
-    """The message that has a worker fire the hooks an ended run still owes."""
+    """The message that has a worker fire the hooks an ended run still owes.
+
+    Sent for a client's cancel (``cancel``) it shows as ``Definition:cancel``
+    in Flower and worker logs, otherwise as ``Definition:settle``.
+    """
     return _signature(
         app,
         SETTLE_TASK,
         {"run": run_id},
         task_id=settle_task_id(run_id),
-        shadow=f"{root_name}:settle",
+        shadow=f"{root_name}:{'cancel' if cancel else 'settle'}",
         **_queue(control_queue),
     )
 

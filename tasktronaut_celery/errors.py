@@ -98,14 +98,47 @@ class RunError(TasktronautError):
 
 
 class ProcessFailed(RunError):
-    """A step failed for good: ``step`` is its path, ``step_name`` its name, ``error`` the cause."""
+    """A step (or a process's hook) failed for good; ``error`` says why.
 
-    def __init__(self, run_id: str, step: str | None, step_name: str | None, error: str) -> None:
+    ``step`` is the failing step's path and ``step_name`` its
+    ``Definition.method``. When ``on_started`` or ``on_completed`` raised
+    instead, ``hook`` names that hook, ``step`` is the path of its process
+    (``""`` for the top-level one) and ``step_name`` is ``Definition.hook``;
+    ``hook`` is ``None`` when a step failed.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        step: str | None,
+        step_name: str | None,
+        error: str,
+        hook: str | None = None,
+    ) -> None:
         self.step = step
         self.step_name = step_name
         self.error = error
-        where = f"step {step} ({step_name})" if step is not None else "the run"
-        super().__init__(run_id, f"run {run_id} failed at {where}: {error}")
+        self.hook = hook
+        if hook is not None:
+            message = f"run {run_id} failed: {error}"
+        else:
+            where = f"step {step} ({step_name})" if step is not None else "the run"
+            message = f"run {run_id} failed at {where}: {error}"
+        super().__init__(run_id, message)
+
+
+_RUN_FAILING_HOOKS = ("on_started", "on_completed")
+
+
+def hook_failure(hook: str, process: str, error: str) -> str:
+    """A run record's error when a hook raised: ``on_completed of Outer > Inner raised ...``."""
+    return f"{hook} of {process} raised {error}"
+
+
+def failed_hook(error: str) -> str | None:
+    """The hook that a run record's error (see :func:`hook_failure`) says raised, if any."""
+    hook = error.partition(" of ")[0]
+    return hook if hook in _RUN_FAILING_HOOKS and " raised " in error else None
 
 
 class ProcessCancelled(RunError):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from .errors import ProcessCancelled, ProcessFailed, RunNotFoundError
+from .errors import ProcessCancelled, ProcessFailed, RunNotFoundError, failed_hook
 from .plan import Plan
 from .store import RunRecord, RunState, StepRecord, StepState
 
@@ -106,8 +106,12 @@ class Run:
             time.sleep(min(pause, remaining))
             pause = min(pause * 2, interval)
         if record.state is RunState.FAILURE:
+            error = record.error or "unknown error"
             name = self._step_name(record.step)
-            raise ProcessFailed(self.id, record.step, name, record.error or "unknown error")
+            hook = failed_hook(error) if record.step in self._plan().processes else None
+            if hook is not None:
+                name = f"{name}.{hook}"
+            raise ProcessFailed(self.id, record.step, name, error, hook=hook)
         if record.state is RunState.CANCELLED:
             raise ProcessCancelled(self.id, record.error or "cancelled")
         return self

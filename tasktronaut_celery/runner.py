@@ -16,7 +16,11 @@ Then the worker checks, once per plan, that its code can run the whole plan
 When workers dispatch a run, the worker that finishes an action sends what
 follows it, counting chord members in the run store.
 Each hook is claimed in the run store before it is called, so it fires once
-per process per run however many workers race for it.
+per process per run however many workers race for it. The three end hooks
+share one claim per process (:func:`end_marker`), so each process gets exactly
+one of ``on_completed``, ``on_failed`` and ``on_cancelled``; a process's last
+step claims it only while the run is under way, and a client's cancel loses to
+the top-level process's completion once that is claimed.
 
 Deliveries: a step starts by swapping its stored record for a STARTED one
 (compare-and-set), so of two messages for the same step only one runs it. A
@@ -47,11 +51,12 @@ from .errors import (
     SoftTimeLimitExceeded,
     StepLostError,
     WorkerCodeMismatchError,
+    hook_failure,
 )
 from .flow import Action, Begin, Continuation, Join, Step, continuations, entries
 from .messages import RunEnded, reject
 from .plan import Dispatch, EncodedPlan, Plan, PlannedStep, decode_plan
-from .store import RunRecord, RunState, RunStore, StepRecord, StepState, now
+from .store import RunRecord, RunState, RunStore, StepRecord, StepState, end_marker, now
 from .worker_code import code_mismatch
 
 if TYPE_CHECKING:
@@ -92,6 +97,16 @@ def naming_time_limit(error: Exception, task: Task, step: str) -> Exception:
     named.__cause__ = error
     named.__traceback__ = error.__traceback__
     return named
+
+
+class HookFailed(Exception):
+    """``on_started`` or ``on_completed`` of the process at ``process`` raised ``error``."""
+
+    def __init__(self, process: str, hook: Hook, error: Exception) -> None:
+        super().__init__(process, hook, error)
+        self.process = process
+        self.hook = hook
+        self.error = error
 
 
 def retry_delay(options: dict[str, Any], retries: int) -> float:
@@ -223,6 +238,8 @@ class Runner:
         if step is None:
             reject(f"run {run_id}: {path!r} is not a step of this run")
         redelivered = self._redelivered(task)
+        if run is not None and run.state.finished and previous is not None:
+            self._end_retry(plan, run_id, path, previous, run)  # its retry arrived too late
         running = self._skip_if_ended(plan, run_id, run, f"step {path}", redelivered)
         self._check_code(plan, run_id, path)
         if previous is not None and previous.state is StepState.SUCCESS:
@@ -259,7 +276,10 @@ class Runner:
                 redactor=plan.redactor,
             )
             result = run_step(call)
-        except Exception as setup_error:  # an unknown definition, or on_started raised
+        except HookFailed as failed:  # the step never ran: it shows SKIPPED, like the rest
+            self._store.put_step(run_id, path, StepRecord(StepState.SKIPPED))
+            self._fail_hook(plan, run_id, failed)
+        except Exception as setup_error:  # an unknown definition
             self._fail_step(plan, run_id, step, record, setup_error)
         if result.outcome is Outcome.SUCCEEDED:
             finished = record.moved_to(StepState.SUCCESS, finished_at=now())
@@ -399,6 +419,7 @@ class Runner:
         The run is settled even if a hook raised (hooks' errors are logged).
         """
         try:
+            self._end_retries(plan, run_id)
             if state is RunState.CANCELLED:
                 self._fire_cancelled(plan, run_id)
             elif state is RunState.FAILURE:
@@ -412,11 +433,11 @@ class Runner:
             self._store.settle(run_id)
 
     def _fire_cancelled(self, plan: Plan, run_id: str) -> None:
-        """Fire ``on_cancelled`` once for the root and each started, unfinished sub-process."""
+        """Fire ``on_cancelled`` once for the root and each started, unended sub-process."""
         claims = self._store.claimed(run_id)
         started = {m.partition(":")[2] for m in claims if m.startswith("started:")}
-        completed = {m.partition(":")[2] for m in claims if m.startswith("completed:")}
-        under_way = (started - completed) | {""}
+        ended = {m.partition(":")[2] for m in claims if m.startswith(end_marker(""))}
+        under_way = (started - ended) | {""}
         for path in sorted(under_way, key=lambda p: (-p.count("."), -len(p), p)):
             self._fire_once(plan, run_id, "on_cancelled", path, run_id)
 
@@ -522,14 +543,29 @@ class Runner:
                 self._store.finish(run_id, RunState.SUCCESS, settled=True)
 
     def _fire_once(self, plan: Plan, run_id: str, hook: Hook, process: str, *args: Any) -> None:
-        marker = f"{hook.removeprefix('on_')}:{process}"
+        """Call ``hook`` of ``process`` if this call wins its claim in the run store.
+
+        ``on_started`` has its own claim; the end hooks share the process's
+        :func:`end_marker`, which ``on_completed`` claims only while the run
+        is under way: a step that finishes after a cancel or a failure
+        completes nothing. A raising ``on_started`` or ``on_completed`` raises
+        :class:`HookFailed`.
+        """
+        marker = f"started:{process}" if hook == "on_started" else end_marker(process)
         known = self._claimed.setdefault(run_id, set())
         if marker in known:
             return  # this worker process has seen it claimed: no need to ask the store
-        won = self._store.claim(run_id, marker)
-        known.add(marker)
-        if won:
-            call_hook(self._definition(plan, process), hook, *args, redactor=plan.redactor)
+        completing = hook == "on_completed"
+        won = self._store.claim(run_id, marker, unless_ended=completing)
+        if won or not completing:
+            known.add(marker)  # a completion that lost to the run's end left it unclaimed
+        if not won:
+            return
+        definition = self._definition(plan, process)
+        try:
+            call_hook(definition, hook, *args, redactor=plan.redactor)
+        except Exception as error:
+            raise HookFailed(process, hook, error) from error
 
     def _settle_control(
         self, plan: Plan, run_id: str, path: str, work: Callable[[], None]
@@ -537,7 +573,9 @@ class Runner:
         """Run a control task's ``work``; if a hook in it raises, the run fails there."""
         try:
             work()
-        except Exception as error:
+        except HookFailed as failed:
+            self._fail_hook(plan, run_id, failed)
+        except Exception as error:  # e.g. a definition this worker does not know
             self._fail_run(plan, run_id, path, hook_name(error), error)
             hidden = plan.redactor.exception(error)  # what Celery logs and sends in events
             if hidden is error:
@@ -554,15 +592,68 @@ class Runner:
         self._fail_run(plan, run_id, step.path, step.method, error)
         raise plan.redactor.exception(error)  # what Celery logs and sends in events
 
-    def _fail_run(self, plan: Plan, run_id: str, path: str, step: str, error: Exception) -> None:
-        """End the run as FAILURE at ``path`` and fire ``on_failed`` of each process there."""
-        description = describe_error(error, plan.redactor)
+    def _fail_hook(self, plan: Plan, run_id: str, failed: HookFailed) -> NoReturn:
+        """Fail the run at the process whose ``on_started`` or ``on_completed`` raised.
+
+        The run record names the process's path and says which hook raised;
+        ``on_failed`` is told ``<on_started>`` or ``<on_completed>`` as the step.
+        """
+        where = " > ".join(plan.processes[p].name for p in reversed(plan.lineage(failed.process)))
+        description = hook_failure(failed.hook, where, describe_error(failed.error, plan.redactor))
+        step = f"<{failed.hook}>"
+        self._fail_run(plan, run_id, failed.process, step, failed.error, description)
+        raise plan.redactor.exception(failed.error) from None  # what Celery logs and sends
+
+    def _fail_run(
+        self,
+        plan: Plan,
+        run_id: str,
+        path: str,
+        step: str,
+        error: Exception,
+        description: str | None = None,
+    ) -> None:
+        """End the run as FAILURE at ``path`` and fire ``on_failed`` of each process there.
+
+        ``description`` is the error as the run record shows it (by default
+        ``error`` described).
+        """
+        if description is None:
+            description = describe_error(error, plan.redactor)
         if not self._store.finish(run_id, RunState.FAILURE, step=path, error=description):
             return
         try:
+            self._end_retries(plan, run_id)
             self._fire_failed(plan, run_id, path, step, error)
         finally:
             self._store.settle(run_id)
+
+    def _end_retries(self, plan: Plan, run_id: str) -> None:
+        """End the steps waiting for a retry: the run has ended, so their retry never runs.
+
+        Steps running on other workers are left to record their own end.
+        """
+        record = self._store.record(run_id)
+        if record is None:
+            return
+        for path, step in self._store.steps(run_id).items():
+            self._end_retry(plan, run_id, path, step, record)
+
+    def _end_retry(
+        self, plan: Plan, run_id: str, path: str, step: StepRecord, run: RunRecord
+    ) -> None:
+        """Record the step at ``path`` CANCELLED if it waits for a retry the ended ``run`` skips."""
+        if step.state is not StepState.RETRY:
+            return
+        if run.state is RunState.CANCELLED:
+            why = "the run was cancelled"
+        elif run.step is not None and run.step in plan.steps:
+            why = f"the run failed at step {run.step} ({plan.step_name(run.step)})"
+        else:
+            why = f"the run failed ({run.error})"
+        reason = f"not retried: {why}; last attempt: {step.error}"
+        ended = step.moved_to(StepState.CANCELLED, finished_at=now(), error=reason)
+        self._store.put_step_if(run_id, path, ended, step)
 
 
 def hook_name(error: Exception) -> str:

@@ -137,10 +137,14 @@ class RunStore(ABC):
         step: str | None = None,
         error: str | None = None,
         settled: bool = False,
+        unless_claimed: str | None = None,
     ) -> bool:
         """End the run in ``state`` unless it has ended already; ``True`` if this call ended it.
 
         ``settled`` says that nothing remains to be done for the run's end.
+        ``unless_claimed`` is a marker that, once claimed, keeps the run from
+        being ended here: a client's cancel loses to the top-level process's
+        completion once that has claimed :func:`end_marker` ``("")``.
         """
 
     @abstractmethod
@@ -148,8 +152,13 @@ class RunStore(ABC):
         """Record that the hooks of the run's end have fired."""
 
     @abstractmethod
-    def claim(self, run_id: str, marker: str) -> bool:
-        """``True`` the first time ``marker`` is claimed for this run, ``False`` ever after."""
+    def claim(self, run_id: str, marker: str, *, unless_ended: bool = False) -> bool:
+        """``True`` the first time ``marker`` is claimed for this run, ``False`` ever after.
+
+        ``unless_ended`` claims it only while the run has not ended, in the
+        same atomic step: a process's last step claims the process's end so,
+        and loses to a cancel or failure that ended the run first.
+        """
 
     @abstractmethod
     def claimed(self, run_id: str) -> set[str]:
@@ -188,6 +197,15 @@ class RunStore(ABC):
 
 
 UNFINISHED_STATES = (RunState.PENDING.value, RunState.RUNNING.value)
+
+
+def end_marker(process: str) -> str:
+    """The claim of the process at path ``process``'s end: one terminal hook fires for it.
+
+    Whoever claims it fires ``on_completed``, ``on_failed`` or
+    ``on_cancelled``; nothing else ends that process.
+    """
+    return f"ended:{process}"
 
 
 def finished_fields(

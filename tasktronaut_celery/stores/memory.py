@@ -65,10 +65,11 @@ class MemoryRunStore(RunStore):
         step: str | None = None,
         error: str | None = None,
         settled: bool = False,
+        unless_claimed: str | None = None,
     ) -> bool:
         with self._lock:
             run = self._runs.get(run_id)
-            if run is None or run.record.state.finished:
+            if run is None or run.record.state.finished or unless_claimed in run.claims:
                 return False
             finished_at = now()
             run.record = replace(
@@ -89,10 +90,12 @@ class MemoryRunStore(RunStore):
                 run.record = replace(run.record, settled_at=now())
 
     @override
-    def claim(self, run_id: str, marker: str) -> bool:
+    def claim(self, run_id: str, marker: str, *, unless_ended: bool = False) -> bool:
         with self._lock:
             run = self._runs.get(run_id)
             if run is None or marker in run.claims:
+                return False
+            if unless_ended and run.record.state.finished:
                 return False
             run.claims.add(marker)
             return True

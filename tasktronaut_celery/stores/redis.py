@@ -37,9 +37,14 @@ end
 return 1
 """
 
+# KEYS: run, claims. ARGV: state, time, "=step", "=error" ('' for none), '1' to settle,
+# "=marker" that must not be claimed ('' for none).
 _FINISH = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if (not state) or state == 'SUCCESS' or state == 'FAILURE' or state == 'CANCELLED' then
+    return 0
+end
+if ARGV[6] ~= '' and redis.call('HEXISTS', KEYS[2], string.sub(ARGV[6], 2)) == 1 then
     return 0
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished_at', ARGV[2])
@@ -50,12 +55,17 @@ return 1
 """
 
 # KEYS: run, target hash, then every other key of the run (to refresh their expiry).
-# ARGV: mode ('always', 'once': only a new field, 'if': only if the field's value is
-# ARGV[5], '' for none), field, value, seconds to expire, expected value.
+# ARGV: mode ('always', 'once': only a new field, 'open': only a new field while the
+# run has not ended, 'if': only if the field's value is ARGV[5], '' for none), field,
+# value, seconds to expire, expected value.
 _HSET_IF_RUN = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local written
-if ARGV[1] == 'once' then
+if ARGV[1] == 'open' then
+    local state = redis.call('HGET', KEYS[1], 'state')
+    if state == 'SUCCESS' or state == 'FAILURE' or state == 'CANCELLED' then return 0 end
+    written = redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3])
+elseif ARGV[1] == 'once' then
     written = redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3])
 elseif ARGV[1] == 'if' then
     if (redis.call('HGET', KEYS[2], ARGV[2]) or '') ~= ARGV[5] then return 0 end
@@ -148,6 +158,7 @@ class RedisRunStore(RunStore):
         step: str | None = None,
         error: str | None = None,
         settled: bool = False,
+        unless_claimed: str | None = None,
     ) -> bool:
         # Values are sent with a leading "=" so that an empty one is not "none".
         args = [
@@ -156,16 +167,18 @@ class RedisRunStore(RunStore):
             "" if step is None else f"={step}",
             "" if error is None else f"={error}",
             "1" if settled else "0",
+            "" if unless_claimed is None else f"={unless_claimed}",
         ]
-        return bool(self._finish(keys=[self._key(run_id, "run")], args=args))
+        keys = [self._key(run_id, "run"), self._key(run_id, "claims")]
+        return bool(self._finish(keys=keys, args=args))
 
     @override
     def settle(self, run_id: str) -> None:
         self._write(run_id, "run", "settled_at", repr(now()), "always")
 
     @override
-    def claim(self, run_id: str, marker: str) -> bool:
-        return self._write(run_id, "claims", marker, "1", "once")
+    def claim(self, run_id: str, marker: str, *, unless_ended: bool = False) -> bool:
+        return self._write(run_id, "claims", marker, "1", "open" if unless_ended else "once")
 
     @override
     def claimed(self, run_id: str) -> set[str]:

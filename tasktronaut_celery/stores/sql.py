@@ -144,15 +144,26 @@ class SqlRunStore(RunStore):
         step: str | None = None,
         error: str | None = None,
         settled: bool = False,
+        unless_claimed: str | None = None,
     ) -> bool:
         values = finished_fields(state, step, error, settled)
-        with self._engine.begin() as connection:
-            result = connection.execute(
+        with self._engine.connect() as connection, connection.begin() as transaction:
+            update = (
                 runs.update()
                 .where(runs.c.run_id == run_id, runs.c.state.in_(UNFINISHED_STATES))
                 .values(**values)
             )
-        return result.rowcount == 1
+            ended = connection.execute(update).rowcount == 1
+            # Read after the update, which holds the run's row: a claim made
+            # meanwhile (see ``claim``) has been committed, and is seen here.
+            if (
+                ended
+                and unless_claimed is not None
+                and self._is_claimed(connection, run_id, unless_claimed)
+            ):
+                transaction.rollback()
+                return False
+        return ended
 
     @override
     def settle(self, run_id: str) -> None:
@@ -162,8 +173,31 @@ class SqlRunStore(RunStore):
             )
 
     @override
-    def claim(self, run_id: str, marker: str) -> bool:
-        return self._insert(claims, {"run_id": run_id, "marker": marker})
+    def claim(self, run_id: str, marker: str, *, unless_ended: bool = False) -> bool:
+        if not unless_ended:
+            return self._insert(claims, {"run_id": run_id, "marker": marker})
+        try:
+            with self._engine.begin() as connection:
+                # A no-op update holds the run's row until the claim is committed,
+                # so a concurrent ``finish`` either waits for it or ends the run first.
+                unfinished = connection.execute(
+                    runs.update()
+                    .where(runs.c.run_id == run_id, runs.c.state.in_(UNFINISHED_STATES))
+                    .values(state=runs.c.state)
+                ).rowcount
+                if not unfinished:
+                    return False
+                connection.execute(claims.insert().values(run_id=run_id, marker=marker))
+        except IntegrityError:
+            return False
+        return True
+
+    @staticmethod
+    def _is_claimed(connection: sa.Connection, run_id: str, marker: str) -> bool:
+        query = sa.select(claims.c.marker).where(
+            claims.c.run_id == run_id, claims.c.marker == marker
+        )
+        return connection.execute(query).first() is not None
 
     def _run_exists(self, run_id: str) -> bool:
         with self._engine.connect() as connection:

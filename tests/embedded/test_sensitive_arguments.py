@@ -223,7 +223,10 @@ def test_a_hook_error_quoting_the_secret_is_hidden(
             run.wait(timeout=30)
         assert shown.failed.wait(10), "Celery never reported the failure"
 
-    assert failure.value.error == "RuntimeError: cannot start with ***"
+    assert (
+        failure.value.error
+        == "on_started of StartHookLeaks raised RuntimeError: cannot start with ***"
+    )
     assert isinstance(shown.failures[0], RedactedError)
     assert received == []
     _assert_hidden(shown, caplog, str(failure.value))

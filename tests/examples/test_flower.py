@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from celery import states
 
+from tasktronaut_celery.canvas import settle_task_id
 from tests.support import flower as run_flower
 from tests.support import wait_until
 
@@ -52,3 +53,28 @@ def test_flower_lists_every_step_under_its_name(
 
     assert steps == {uuid: (name, "SUCCESS") for uuid, name in expected.items()}
     assert "PublishArticle.render_html" in {name for name, _ in steps.values()}
+
+
+def test_flower_shows_a_client_cancel_as_cancel(
+    flask_app: Flask, flower: Callable[[str], Any]
+) -> None:
+    """The task a client's cancel sends shows in Flower as ``PublishArticle:cancel``."""
+    backend = flask_app.extensions["tasktronaut"]
+    client = flask_app.test_client()
+
+    def cancelled_run() -> str | None:  # a run that ends before the cancel is tried again
+        run_id: str = client.post("/articles/12/publish").get_json()["run_id"]
+        return run_id if backend.cancel(run_id) else None
+
+    run_id = wait_until(cancelled_run, 30, "a run cancelled before it ended")
+    settle_id = settle_task_id(run_id)
+
+    def settled_in_flower() -> tuple[str, str] | None:
+        task = flower("/api/tasks").get(settle_id)
+        if task is None or task["state"] not in states.READY_STATES:
+            return None
+        return task["name"], task["state"]
+
+    shown = wait_until(settled_in_flower, 30, "Flower showing the cancel ended")
+
+    assert shown == ("PublishArticle:cancel", "SUCCESS")

@@ -244,6 +244,58 @@ def test_claim_on_an_unknown_run_is_refused(store: RunStore) -> None:
     assert store.claimed("missing") == set()
 
 
+def test_claim_unless_ended_is_refused_once_the_run_has_ended(store: RunStore) -> None:
+    """A process's end is claimed by its last step only while the run is under way."""
+    store.create(RUN, PLAN)
+    store.mark_running(RUN)
+
+    assert store.claim(RUN, "ended:1", unless_ended=True) is True
+    assert store.claim(RUN, "ended:1", unless_ended=True) is False
+    store.finish(RUN, RunState.CANCELLED)
+
+    assert store.claim(RUN, "ended:2", unless_ended=True) is False
+    assert store.claim(RUN, "ended:2") is True  # what a cancel's hooks claim
+    assert store.claim("missing", "ended:", unless_ended=True) is False
+    assert store.claimed(RUN) == {"ended:1", "ended:2"}
+
+
+def test_finish_unless_claimed_is_refused_once_the_marker_is_claimed(store: RunStore) -> None:
+    """A cancel loses to the completion that claimed the root's end; others still finish."""
+    store.create(RUN, PLAN)
+    store.mark_running(RUN)
+    store.claim(RUN, "ended:", unless_ended=True)
+
+    assert store.finish(RUN, RunState.CANCELLED, error="x", unless_claimed="ended:") is False
+    record = store.record(RUN)
+    assert record is not None
+    assert (record.state, record.error, record.finished_at) == (RunState.RUNNING, None, None)
+    assert store.finish(RUN, RunState.SUCCESS, unless_claimed="ended:1") is True
+    assert store.finish(RUN, RunState.FAILURE) is False
+
+
+def test_a_claim_unless_ended_and_a_finish_unless_claimed_racing_have_one_winner(
+    store: RunStore,
+) -> None:
+    """The root's completion claiming its end and a cancel ending the run: exactly one wins."""
+    for round_ in range(10):
+        run_id = f"run-{round_}"
+        store.create(run_id, PLAN)
+        store.mark_running(run_id)
+
+        def act(index: int, run_id: str = run_id) -> bool:
+            if index == 0:
+                return store.claim(run_id, "ended:", unless_ended=True)
+            return store.finish(run_id, RunState.CANCELLED, unless_claimed="ended:")
+
+        claimed, cancelled = race(2, act)
+
+        assert claimed != cancelled
+        record = store.record(run_id)
+        assert record is not None
+        assert record.state is (RunState.CANCELLED if cancelled else RunState.RUNNING)
+        assert store.claimed(run_id) == ({"ended:"} if claimed else set())
+
+
 def test_step_records_round_trip(store: RunStore) -> None:
     """put_step stores a StepRecord that step and steps return equal."""
     store.create(RUN, PLAN)

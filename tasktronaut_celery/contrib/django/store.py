@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from typing_extensions import override
 
 from ...plan import EncodedPlan
@@ -75,20 +76,39 @@ class DjangoRunStore(RunStore):
         step: str | None = None,
         error: str | None = None,
         settled: bool = False,
+        unless_claimed: str | None = None,
     ) -> bool:
         values = finished_fields(state, step, error, settled)
-        changed = RunRow.objects.filter(run_id=run_id, state__in=UNFINISHED_STATES).update(
-            **values
-        )
-        return bool(changed == 1)
+        with transaction.atomic():
+            rows = RunRow.objects.filter(run_id=run_id, state__in=UNFINISHED_STATES)
+            ended = bool(rows.update(**values) == 1)
+            # Read after the update, which holds the run's row: a claim made
+            # meanwhile (see ``claim``) has been committed, and is seen here.
+            claims = ClaimRow.objects.filter(run_id=run_id, marker=unless_claimed)
+            if ended and unless_claimed is not None and claims.exists():
+                transaction.set_rollback(True)
+                return False
+        return ended
 
     @override
     def settle(self, run_id: str) -> None:
         RunRow.objects.filter(run_id=run_id).update(settled_at=now())
 
     @override
-    def claim(self, run_id: str, marker: str) -> bool:
-        return _insert(ClaimRow, run_id=run_id, marker=marker)
+    def claim(self, run_id: str, marker: str, *, unless_ended: bool = False) -> bool:
+        if not unless_ended:
+            return _insert(ClaimRow, run_id=run_id, marker=marker)
+        try:
+            with transaction.atomic():
+                # A no-op update holds the run's row until the claim is committed,
+                # so a concurrent ``finish`` either waits for it or ends the run first.
+                rows = RunRow.objects.filter(run_id=run_id, state__in=UNFINISHED_STATES)
+                if not rows.update(state=F("state")):
+                    return False
+                ClaimRow.objects.create(run_id=run_id, marker=marker)
+        except IntegrityError:
+            return False
+        return True
 
     @override
     def claimed(self, run_id: str) -> set[str]:
