@@ -83,7 +83,7 @@ def measure(broker: str, runs: int, threads: int) -> Figures:
         started = start_load(backend, runs, threads)
         enqueued = time.time()
         records = settle(started, SETTLE_TIMEOUT)
-        settled = [record.settled_at or 0.0 for record in records]
+        settled = [record.settled_at.timestamp() for record in records if record.settled_at]
         return Figures(
             broker=broker,
             runs=runs,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .errors import ProcessCancelled, ProcessFailed, RunNotFoundError, failed_hook
 from .plan import Plan
-from .store import RunRecord, RunState, StepRecord, StepState
+from .store import RunRecord, RunState, StepRecord, StepState, to_moment
 
 if TYPE_CHECKING:
     from .store import RunStore
@@ -148,12 +148,7 @@ def _status(plan: Plan, path: str, record: StepRecord | None, finished: bool) ->
         attempts=record.attempts,
         deliveries=record.deliveries,
         max_retries=step.options.get("max_retries", 0),
-        started_at=_utc(record.started_at),
-        finished_at=_utc(record.finished_at),
+        started_at=to_moment(record.started_at),
+        finished_at=to_moment(record.finished_at),
         error=record.error,
     )
-
-
-def _utc(stored: float | None) -> datetime | None:
-    """A stored time (seconds since the epoch) as an aware datetime in UTC."""
-    return None if stored is None else datetime.fromtimestamp(stored, timezone.utc)

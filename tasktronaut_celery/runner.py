@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from celery import exceptions as celery_exceptions
@@ -139,7 +140,7 @@ class Runner:
         self._control_queue = control_queue
         self._max_deliveries = max_deliveries
         # Each plan with its run's created_at and what of it this worker's code lacks.
-        self._plans: OrderedDict[str, tuple[Plan, float, str | None]] = OrderedDict()
+        self._plans: OrderedDict[str, tuple[Plan, datetime, str | None]] = OrderedDict()
         self._following: dict[str, dict[Action, Continuation]] = {}
         self._claimed: dict[str, set[str]] = {}  # hook markers known to be claimed, per run
         self._flags_redeliveries = app.connection_for_write().transport.driver_type in (

@@ -14,7 +14,8 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, overload
 
 from .plan import EncodedPlan
 
@@ -51,24 +52,39 @@ class RunRecord:
     """A run's state; ``step`` and ``error`` say why it failed or was cancelled.
 
     A run is *settled* once it has finished and the hooks its end calls for
-    (``on_failed``, ``on_cancelled``) have fired.
+    (``on_failed``, ``on_cancelled``) have fired. Times are timezone-aware
+    datetimes in UTC: ``created_at`` when the run was enqueued, ``finished_at``
+    when it ended, ``settled_at`` when it settled.
     """
 
     state: RunState
-    created_at: float
-    finished_at: float | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
     step: str | None = None
     error: str | None = None
-    settled_at: float | None = None
+    settled_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The record as JSON-ready data."""
-        return {**asdict(self), "state": self.state.value}
+        """The record as JSON-ready data, times in seconds since the epoch."""
+        return {
+            **asdict(self),
+            "state": self.state.value,
+            **{name: to_seconds(getattr(self, name)) for name in _RUN_TIMES},
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
         """The record :meth:`to_json` produced."""
-        return cls(**{**data, "state": RunState(data["state"])})
+        return cls(
+            **{
+                **data,
+                "state": RunState(data["state"]),
+                **{name: to_moment(data[name]) for name in _RUN_TIMES},
+            }
+        )
+
+
+_RUN_TIMES = ("created_at", "finished_at", "settled_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,3 +238,21 @@ def finished_fields(
 def now() -> float:
     """Wall-clock time as stored in records (seconds since the epoch)."""
     return time.time()
+
+
+@overload
+def to_moment(seconds: float) -> datetime: ...
+@overload
+def to_moment(seconds: None) -> None: ...
+def to_moment(seconds: float | None) -> datetime | None:
+    """A stored time (seconds since the epoch) as clients see it: an aware datetime in UTC."""
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+
+
+@overload
+def to_seconds(moment: datetime) -> float: ...
+@overload
+def to_seconds(moment: None) -> None: ...
+def to_seconds(moment: datetime | None) -> float | None:
+    """The stored form of a time :func:`to_moment` gave (seconds since the epoch)."""
+    return None if moment is None else moment.timestamp()

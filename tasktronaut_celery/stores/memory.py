@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing_extensions import override
 
 from ..plan import EncodedPlan
-from ..store import RunRecord, RunState, RunStore, StepRecord, now
+from ..store import RunRecord, RunState, RunStore, StepRecord, now, to_moment
 
 
 @dataclass
@@ -32,7 +32,9 @@ class MemoryRunStore(RunStore):
         with self._lock:
             if run_id in self._runs:
                 return False
-            self._runs[run_id] = _Run(plan, RunRecord(RunState.PENDING, created_at=now()))
+            self._runs[run_id] = _Run(
+                plan, RunRecord(RunState.PENDING, created_at=to_moment(now()))
+            )
             return True
 
     @override
@@ -71,7 +73,7 @@ class MemoryRunStore(RunStore):
             run = self._runs.get(run_id)
             if run is None or run.record.state.finished or unless_claimed in run.claims:
                 return False
-            finished_at = now()
+            finished_at = to_moment(now())
             run.record = replace(
                 run.record,
                 state=state,
@@ -87,7 +89,7 @@ class MemoryRunStore(RunStore):
         with self._lock:
             run = self._runs.get(run_id)
             if run is not None:
-                run.record = replace(run.record, settled_at=now())
+                run.record = replace(run.record, settled_at=to_moment(now()))
 
     @override
     def claim(self, run_id: str, marker: str, *, unless_ended: bool = False) -> bool:

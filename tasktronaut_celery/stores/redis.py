@@ -17,7 +17,7 @@ from typing import Any
 from typing_extensions import override
 
 from ..plan import EncodedPlan
-from ..store import RunRecord, RunState, RunStore, StepRecord, now
+from ..store import RunRecord, RunState, RunStore, StepRecord, now, to_moment
 
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -227,9 +227,9 @@ def _run_record(stored: dict[bytes, bytes]) -> RunRecord | None:
     settled_at = fields.get("settled_at")
     return RunRecord(
         state=RunState(fields["state"]),
-        created_at=float(fields["created_at"]),
-        finished_at=float(finished_at) if finished_at else None,
+        created_at=to_moment(float(fields["created_at"])),
+        finished_at=to_moment(float(finished_at)) if finished_at else None,
         step=fields.get("step"),
         error=fields.get("error"),
-        settled_at=float(settled_at) if settled_at else None,
+        settled_at=to_moment(float(settled_at)) if settled_at else None,
     )

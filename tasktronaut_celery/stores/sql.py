@@ -26,6 +26,7 @@ from ..store import (
     StepRecord,
     finished_fields,
     now,
+    to_moment,
 )
 
 metadata = sa.MetaData()
@@ -125,7 +126,15 @@ class SqlRunStore(RunStore):
             row = connection.execute(query.where(runs.c.run_id == run_id)).first()
         if row is None:
             return None
-        return RunRecord(RunState(row[0]), *row[1:])
+        state, created_at, finished_at, step, error, settled_at = row
+        return RunRecord(
+            RunState(state),
+            to_moment(created_at),
+            to_moment(finished_at),
+            step,
+            error,
+            to_moment(settled_at),
+        )
 
     @override
     def mark_running(self, run_id: str) -> None:

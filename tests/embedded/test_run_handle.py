@@ -22,3 +22,18 @@ def test_a_retried_step_spans_its_attempts_in_aware_utc_times(embedded: Embedded
     assert status.started_at.tzinfo is timezone.utc
     assert status.duration is not None
     assert status.duration >= 2 * (ATTEMPT_SECONDS + RETRY_DELAY)
+
+
+def test_the_run_record_has_aware_utc_times_around_its_steps(embedded: EmbeddedBackend) -> None:
+    """created_at, finished_at and settled_at compare with the steps' times, in UTC."""
+    run = RetriesSlowly.build().enqueue(embedded).wait(timeout=30)
+
+    record = run.record
+    (status,) = run.steps()
+    assert record.created_at.tzinfo is timezone.utc
+    assert status.started_at is not None
+    assert status.finished_at is not None
+    assert record.finished_at is not None
+    assert record.settled_at is not None
+    assert record.created_at <= status.started_at
+    assert status.finished_at <= record.finished_at <= record.settled_at

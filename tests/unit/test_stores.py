@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
-import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -101,17 +102,22 @@ def test_unknown_run_has_no_plan_record_claims_or_steps(store: RunStore) -> None
     assert store.steps("missing") == {}
 
 
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 def test_new_run_is_pending_with_its_creation_time(store: RunStore) -> None:
-    """A created run is PENDING, created now, not finished, with no failing step or error."""
-    before = time.time()
+    """A created run is PENDING, created now (aware, UTC), not finished, with no step or error."""
+    before = utc_now()
     store.create(RUN, PLAN)
-    after = time.time()
+    after = utc_now()
 
     record = store.record(RUN)
 
     assert record is not None
     assert record.state is RunState.PENDING
     assert before <= record.created_at <= after
+    assert record.created_at.tzinfo is timezone.utc
     assert record.finished_at is None
     assert record.step is None
     assert record.error is None
@@ -154,7 +160,7 @@ def test_only_the_first_terminal_transition_wins(store: RunStore) -> None:
     """Finish returns True once; later finishes return False and change nothing."""
     store.create(RUN, PLAN)
     store.mark_running(RUN)
-    before = time.time()
+    before = utc_now()
 
     assert store.finish(RUN, RunState.FAILURE, step="1.0", error="OSError: disk full") is True
     assert store.finish(RUN, RunState.CANCELLED, step="2", error="cancelled") is False
@@ -166,7 +172,40 @@ def test_only_the_first_terminal_transition_wins(store: RunStore) -> None:
     assert record.step == "1.0"
     assert record.error == "OSError: disk full"
     assert record.finished_at is not None
-    assert before <= record.finished_at <= time.time()
+    assert before <= record.finished_at <= utc_now()
+    assert record.finished_at.tzinfo is timezone.utc
+    assert record.settled_at is None
+
+
+def test_settled_at_is_the_end_or_the_later_settle(store: RunStore) -> None:
+    """Settled on finishing: the same moment as finished_at; else when settle() is called."""
+    store.create(RUN, PLAN)
+    store.create("run-2", PLAN)
+    store.finish(RUN, RunState.CANCELLED, error="cancelled", settled=True)
+    store.finish("run-2", RunState.CANCELLED, error="cancelled")
+    before = utc_now()
+    store.settle("run-2")
+
+    at_once, later = store.record(RUN), store.record("run-2")
+    assert at_once is not None
+    assert later is not None
+    assert at_once.settled_at == at_once.finished_at
+    assert later.settled_at is not None
+    assert later.settled_at.tzinfo is timezone.utc
+    assert before <= later.settled_at <= utc_now()
+
+
+def test_a_run_record_round_trips_through_json(store: RunStore) -> None:
+    """to_json is JSON-ready (times in seconds since the epoch); from_json reads it back."""
+    store.create(RUN, PLAN)
+    store.finish(RUN, RunState.FAILURE, step="0", error="ValueError: no", settled=True)
+    record = store.record(RUN)
+    assert record is not None
+
+    data = json.loads(json.dumps(record.to_json()))
+
+    assert isinstance(data["created_at"], float)
+    assert RunRecord.from_json(data) == record
 
 
 def test_finish_from_pending_is_allowed(store: RunStore) -> None:

@@ -18,6 +18,7 @@ from ...store import (
     StepRecord,
     finished_fields,
     now,
+    to_moment,
 )
 from .models import ArrivalRow, ClaimRow, RunRow, StepRow
 
@@ -55,11 +56,11 @@ class DjangoRunStore(RunStore):
             return None
         return RunRecord(
             RunState(row.state),
-            row.created_at,
-            row.finished_at,
+            to_moment(row.created_at),
+            to_moment(row.finished_at),
             row.step,
             row.error,
-            row.settled_at,
+            to_moment(row.settled_at),
         )
 
     @override
