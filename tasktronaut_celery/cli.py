@@ -29,6 +29,7 @@ from celery.app.utils import find_app
 from celery.signals import task_failure
 
 import tasktronaut
+from tasktronaut.builder import build_process
 from tasktronaut.definition import ProcessDefinition
 from tasktronaut.errors import TasktronautError
 from tasktronaut.process import Process
@@ -128,7 +129,9 @@ def build(
     kwargs = parse_assignments(arguments, "arguments")
     flags = parse_assignments(options, "--option")
     try:
-        return definition.build(identifier=identifier, options=flags, **kwargs)
+        # As a mapping, not as build()'s keywords: an argument named like one of
+        # them ("identifier", "options") is then refused as reserved, as any is.
+        return build_process(definition, identifier=identifier, options=flags, arguments=kwargs)
     except TasktronautError as error:
         fail(str(error))
 
@@ -354,8 +357,7 @@ def conclude(handle: Run, elapsed: float | None, frames: Frames = no_frames) -> 
     try:
         handle.wait(timeout=0)
     except ProcessFailed as failure:
-        where = "the run" if failure.step is None else f"step {failure.step} ({failure.step_name})"
-        click.echo(f"Failed at {where}: {failure.error}", err=True)
+        click.echo(failure_line(failure), err=True)
         user_code = frames()
         if user_code:
             trace = "".join(traceback.format_list(user_code))
@@ -371,6 +373,16 @@ def conclude(handle: Run, elapsed: float | None, frames: Frames = no_frames) -> 
         return EXIT_CANCELLED
     click.echo("Succeeded." if elapsed is None else f"Succeeded in {elapsed:.2f} s.")
     return 0
+
+
+def failure_line(failure: ProcessFailed) -> str:
+    """Where the run failed and why: the step, or the hook and its (sub-)process."""
+    if failure.hook is not None:
+        # The error reads "on_completed of Outer > Inner raised ValueError: ..." (hook_failure).
+        where, _, error = failure.error.partition(" raised ")
+        return f"Failed in {where}: {error}"
+    where = "the run" if failure.step is None else f"step {failure.step} ({failure.step_name})"
+    return f"Failed at {where}: {failure.error}"
 
 
 def progress_line(statuses: list[StepStatus]) -> str:

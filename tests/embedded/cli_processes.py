@@ -23,3 +23,40 @@ class RetriesSlowly(ProcessDefinition):
             time.sleep(ATTEMPT_SECONDS)
         if context.attempt < 3:
             raise ConnectionError(f"attempt {context.attempt} failed")
+
+
+class CompletesBadly(ProcessDefinition):
+    """Every step succeeds; the process's own ``on_completed`` raises."""
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.work)
+
+    def work(self) -> None:
+        pass
+
+    def on_completed(self, identifier: str) -> None:
+        raise ValueError("the report could not be filed")
+
+
+class StartsBadly(ProcessDefinition):
+    """A sub-process whose ``on_started`` raises before its step runs."""
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.work)
+
+    def work(self) -> None:
+        pass
+
+    def on_started(self, identifier: str) -> None:
+        raise ValueError("no partner session")
+
+
+class OuterOfStartsBadly(ProcessDefinition):
+    """A step, then the sub-process whose ``on_started`` raises."""
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.prepare)
+        builder.sub_process(StartsBadly)
+
+    def prepare(self) -> None:
+        pass

@@ -67,6 +67,30 @@ def test_a_failing_run_exits_1_naming_the_step_and_error() -> None:
     assert "SKIPPED" in result.output
 
 
+@pytest.mark.parametrize(
+    ("definition", "ending"),
+    [
+        (
+            "CompletesBadly",
+            "Failed in on_completed of CompletesBadly: ValueError: the report could not be filed",
+        ),
+        (
+            "OuterOfStartsBadly",
+            "Failed in on_started of OuterOfStartsBadly > StartsBadly: "
+            "ValueError: no partner session",
+        ),
+    ],
+)
+def test_a_failing_hook_is_named_with_its_process(definition: str, ending: str) -> None:
+    """Not 'at step  (...)': the hook and the (sub-)process whose hook raised, then its frames."""
+    result = CliRunner().invoke(main, ["run", f"tests.embedded.cli_processes:{definition}"])
+
+    assert result.exit_code == EXIT_FAILED, result.output
+    lines = result.output.splitlines()
+    assert lines[lines.index(ending) + 1] == "Traceback of your code (most recent call last):"
+    assert "Failed at" not in result.output
+
+
 def test_a_cancelled_run_exits_3() -> None:
     """A run cancelled by its own step ends the command with exit code 3."""
     result = CliRunner().invoke(main, ["run", "tests.integration.processes:CancelsItself"])
@@ -90,6 +114,13 @@ def test_a_cancelled_run_exits_3() -> None:
         (
             ["run", "examples.user_guide:ConditionalProcess", "--option", "enable_logging=maybe"],
             "enable_logging",
+        ),
+        *(
+            (
+                ["run", "examples.demo:PublishReport", "title=x", f"{name}=foo"],
+                f"argument name {name!r} is reserved",
+            )
+            for name in ("identifier", "options", "self", "context")
         ),
         (
             ["run", "examples.user_guide:MyProcess", "--app", "no_such_app"],
