@@ -26,7 +26,12 @@ def attach(app: Celery, backend: CeleryBackend) -> bool:
     return first
 
 
+def backend_for(app: Celery) -> CeleryBackend | None:
+    """The backend serving ``app`` (the newest created on it), with the settings it was given."""
+    return _backends.get(app)
+
+
 def runner_for(app: Celery) -> Runner | None:
     """The runner of the backend serving ``app``, if Tasktronaut runs on it."""
-    backend = _backends.get(app)
+    backend = backend_for(app)
     return backend.runner if backend is not None else None

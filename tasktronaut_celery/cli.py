@@ -34,6 +34,7 @@ from tasktronaut.definition import ProcessDefinition
 from tasktronaut.errors import TasktronautError
 from tasktronaut.process import Process
 
+from .apps import backend_for
 from .backend import CANCELLED_BY_CLIENT, CeleryBackend
 from .embedded import EmbeddedBackend
 from .errors import ProcessCancelled, ProcessFailed, RunError
@@ -137,11 +138,20 @@ def build(
 
 
 def load_backend(reference: str) -> CeleryBackend:
-    """The backend for ``--app``: a ``CeleryBackend``, or one made for a ``Celery`` app."""
+    """The backend for ``--app``: a ``CeleryBackend``, or the one serving a ``Celery`` app.
+
+    The project's own backend (``backend = CeleryBackend(app, control_queue=...)``
+    next to its app) serves the app once its module is imported, and its
+    workers use its settings: so does the command. Only an app with no backend
+    gets one with default settings.
+    """
     target = load_object(reference, "Celery app") if ":" in reference else find_target(reference)
     if isinstance(target, CeleryBackend):
         return target
     if isinstance(target, Celery):
+        attached = backend_for(target)
+        if attached is not None:
+            return attached
         try:
             return CeleryBackend(target)
         except TasktronautError as error:

@@ -173,7 +173,12 @@ def test_run_timeout_says_how_to_follow_the_run_again() -> None:
 
 
 def test_app_names_a_project_package_as_celery_a_does(tmp_path: Path) -> None:
-    """`--app proj` finds proj/celery.py's app, as `celery -A proj worker` does."""
+    """`--app proj` finds proj/celery.py's app, and its backend, as `celery -A proj worker` does.
+
+    The project's backend sends its own tasks to a control queue that only its
+    worker consumes, and nobody consumes the app's default queue: the command
+    must enqueue with that backend, not one of its own with default settings.
+    """
     project = tmp_path / "proj"
     project.mkdir()
     (project / "__init__.py").write_text("")
@@ -184,8 +189,8 @@ def test_app_names_a_project_package_as_celery_a_does(tmp_path: Path) -> None:
             from tasktronaut_celery import CeleryBackend
 
             app = Celery("proj", broker={BROKERS["redis"]!r}, backend={RESULTS!r})
-            app.conf.task_default_queue = "cli-proj"
-            backend = CeleryBackend(app)
+            app.conf.task_default_queue = "cli-proj-nobody"
+            backend = CeleryBackend(app, control_queue="cli-proj-control")
 
             from . import processes  # noqa: E402  (the worker runs them)
         """)
@@ -197,15 +202,18 @@ def test_app_names_a_project_package_as_celery_a_does(tmp_path: Path) -> None:
 
             class Greeting(ProcessDefinition):
                 def define_process(self, builder: Builder) -> None:
-                    builder.task(self.greet, description="Saying hello")
+                    builder.task(self.greet, description="Saying hello", queue="cli-proj")
 
                 def greet(self) -> None:
                     pass
         """)
     )
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    with celery_worker("proj", "proj@cli", tmp_path, env, BROKERS["redis"], "-Q", "cli-proj"):
-        result = command("run", "proj.processes:Greeting", "--app", "proj", cwd=tmp_path)
+    queues = ("-Q", "cli-proj,cli-proj-control")
+    with celery_worker("proj", "proj@cli", tmp_path, env, BROKERS["redis"], *queues):
+        result = command(
+            "run", "proj.processes:Greeting", "--app", "proj", "--timeout", "30", cwd=tmp_path
+        )
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Greeting.greet  SUCCESS" in result.stdout
