@@ -108,7 +108,8 @@ class Run:
         if record.state is RunState.FAILURE:
             error = record.error or "unknown error"
             name = self._step_name(record.step)
-            hook = failed_hook(error) if record.step in self._plan().processes else None
+            in_hook = record.step is not None and record.step in self._plan().processes
+            hook = failed_hook(error) if in_hook else None  # no plan to read if it is unreadable
             if hook is not None:
                 name = f"{name}.{hook}"
             raise ProcessFailed(self.id, record.step, name, error, hook=hook)
