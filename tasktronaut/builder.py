@@ -74,7 +74,10 @@ class _BuildState:
         unread = sorted(set(self.options) - self.read, key=str)
         if unread:
             known = ", ".join(sorted(self.read)) or "none"
-            problem = f"unknown option: define_process never read it (options it read: {known})"
+            problem = (
+                f"unknown option: no builder.option() call of this build read it (options"
+                f" read: {known}; one read only under another option that is off is unread)"
+            )
             raise InvalidArgumentsError(process, dict.fromkeys(map(str, unread), problem))
 
     def redactor(self, arguments: Mapping[str, Any]) -> Redactor:
