@@ -27,7 +27,7 @@ from tasktronaut.process import Process
 
 from .backend import CeleryBackend
 from .embedded import EmbeddedBackend
-from .errors import ProcessCancelled, ProcessFailed
+from .errors import BrokerUnavailableError, ProcessCancelled, ProcessFailed
 from .run import Run, StepStatus
 from .store import StepState
 
@@ -182,6 +182,8 @@ def follow(backend: CeleryBackend, process: Process, timeout: float | None) -> N
     with connection_errors(backend):
         try:
             handle = process.enqueue(backend)
+        except BrokerUnavailableError as error:
+            fail(str(error), EXIT_FAILED)
         except TasktronautError as error:
             fail(str(error))
         click.echo(f"Run {handle.id}: {process.definition.__qualname__}, {len(process)} steps")

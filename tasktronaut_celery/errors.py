@@ -8,7 +8,8 @@ They hang under Tasktronaut's root error::
     │                                         a step argument does not fit the serializer
     ├── DuplicateRunError (ValueError)        a run with that identifier exists already
     ├── BrokerUnavailableError (kombu's OperationalError)
-    │                                         the broker did not take the start message
+    │                                         the broker or the result backend did not
+    │                                         answer at enqueue; nothing was kept
     ├── RunNotFoundError (LookupError)        no run with that identifier is stored
     ├── CorruptPlanError (ValueError)         a stored plan or message cannot be read
     ├── StepLostError (RuntimeError)          a step's worker was lost on every delivery
@@ -22,9 +23,19 @@ accepts pickle.
 
 from __future__ import annotations
 
+import contextlib
+
 from kombu.exceptions import OperationalError
 
 from tasktronaut.errors import TasktronautError
+
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OperationalError, OSError)
+"""What a broker or result backend that is down or silent raises (redis-py's are no OSError)."""
+with contextlib.suppress(ImportError):
+    from redis.exceptions import ConnectionError as _RedisConnectionError
+    from redis.exceptions import TimeoutError as _RedisTimeoutError
+
+    CONNECTION_ERRORS += (_RedisConnectionError, _RedisTimeoutError)
 
 
 class UnsupportedAppError(TasktronautError, ValueError):
@@ -47,7 +58,12 @@ class DuplicateRunError(TasktronautError, ValueError):
 
 
 class BrokerUnavailableError(TasktronautError, OperationalError):
-    """The broker did not take a run's start message; nothing of the run was kept."""
+    """The broker or the result backend did not answer at enqueue; nothing of the run was kept.
+
+    Either the result backend could not store the run (then nothing was sent),
+    or the broker did not take its start message (then the stored run was
+    deleted again). The message names which, and where.
+    """
 
 
 class RunNotFoundError(TasktronautError, LookupError):
