@@ -27,7 +27,7 @@ from tasktronaut.process import Process
 
 from .backend import CeleryBackend
 from .embedded import EmbeddedBackend
-from .errors import BrokerUnavailableError, ProcessCancelled, ProcessFailed
+from .errors import CONNECTION_ERRORS, BrokerUnavailableError, ProcessCancelled, ProcessFailed
 from .run import Run, StepStatus
 from .store import StepState
 
@@ -35,16 +35,6 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CANCELLED = 3
 EXIT_INTERRUPTED = 130
-
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError)
-with contextlib.suppress(ImportError):
-    from kombu.exceptions import OperationalError
-
-    _CONNECTION_ERRORS += (OperationalError,)
-with contextlib.suppress(ImportError):
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    _CONNECTION_ERRORS += (RedisConnectionError,)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -131,7 +121,7 @@ def connection_errors(backend: CeleryBackend) -> Iterator[None]:
     """Turn an unreachable broker or result backend into a one-paragraph error."""
     try:
         yield
-    except _CONNECTION_ERRORS as error:
+    except CONNECTION_ERRORS as error:
         fail(
             f"cannot reach the broker or result backend of Celery app {backend.app.main!r} "
             f"({type(error).__name__}: {error}). Is it running, and are broker_url and "

@@ -9,7 +9,7 @@ They hang under Tasktronaut's root error::
     ├── DuplicateRunError (ValueError)        a run with that identifier exists already
     ├── BrokerUnavailableError (kombu's OperationalError)
     │                                         the broker or the result backend did not
-    │                                         answer at enqueue; nothing was kept
+    │                                         answer at enqueue
     ├── RunNotFoundError (LookupError)        no run with that identifier is stored
     ├── CorruptPlanError (ValueError)         a stored plan or message cannot be read
     ├── StepLostError (RuntimeError)          a step's worker was lost on every delivery
@@ -58,11 +58,12 @@ class DuplicateRunError(TasktronautError, ValueError):
 
 
 class BrokerUnavailableError(TasktronautError, OperationalError):
-    """The broker or the result backend did not answer at enqueue; nothing of the run was kept.
+    """The broker or the result backend did not answer at enqueue.
 
     Either the result backend could not store the run (then nothing was sent),
     or the broker did not take its start message (then the stored run was
-    deleted again). The message names which, and where.
+    deleted again, unless the result backend was lost too). The message names
+    the service, where it is, and what was kept.
     """
 
 
