@@ -8,7 +8,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
 from celery import Celery
-from kombu.exceptions import OperationalError
+from celery.app.defaults import DEFAULTS
 
 from tasktronaut.process import Process
 from tasktronaut.sensitive import NO_REDACTION
@@ -25,6 +25,7 @@ from .canvas import (
     start_signature,
 )
 from .errors import (
+    CONNECTION_ERRORS,
     BrokerUnavailableError,
     DuplicateRunError,
     RunNotFoundError,
@@ -35,7 +36,7 @@ from .plan import Plan, decode_plan, encode_plan, plan_process
 from .run import Run
 from .runner import DEFAULT_MAX_DELIVERIES, Runner, describe_error
 from .store import RunState, end_marker
-from .stores import check_app, joins_chords_natively, store_for
+from .stores import check_app, joins_chords_natively, keeps_results_in_redis, store_for
 from .undelivered import RunnerRequest, watch
 
 if TYPE_CHECKING:
@@ -88,6 +89,48 @@ def warn_if_pickle_accepted(app: Celery) -> None:
         )
 
 
+_REDIS_TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
+
+
+def bound_redis_timeouts(app: Celery) -> None:
+    """Give ``app``'s Redis connections the timeouts its configuration leaves unset.
+
+    Celery bounds connecting to an AMQP broker by ``broker_connection_timeout``
+    (4 s by default), but kombu's Redis transport gives redis-py no timeout, so
+    a publish to a Redis broker that accepts connections and never answers
+    blocks forever, and Celery's Redis result backend waits 120 s for a reply.
+    The broker's ``socket_timeout`` and ``socket_connect_timeout`` transport
+    options and the result backend's ``redis_socket_timeout`` and
+    ``redis_socket_connect_timeout`` become ``broker_connection_timeout``
+    unless the configuration sets them (a result backend setting still at
+    Celery's default counts as unset). Connections made before keep theirs.
+    """
+    conf = app.conf
+    timeout = conf.broker_connection_timeout
+    with app.connection_for_write() as connection:
+        redis_broker = connection.get_transport_cls().driver_type == "redis"
+    if redis_broker:
+        options = conf.broker_transport_options or {}
+        missing = {name: timeout for name in _REDIS_TIMEOUTS if name not in options}
+        if missing:
+            _set(conf, "broker_transport_options", {**options, **missing})
+    if keeps_results_in_redis(app):
+        for name in _REDIS_TIMEOUTS:
+            if conf.get(f"redis_{name}") == DEFAULTS[f"redis_{name}"]:
+                _set(conf, f"redis_{name}", timeout)
+
+
+def _set(conf: Any, name: str, value: Any) -> None:
+    """Set ``name`` where Celery reads it first: under the configuration's namespace, if any.
+
+    Celery 5.3 reads a namespaced setting (Django's ``CELERY_...``) before a
+    plain one, even one set later on ``app.conf``.
+    """
+    prefix = conf.prefix or ""
+    key = prefix + name
+    conf[key.upper() if prefix.isupper() else key] = value
+
+
 class CeleryBackend:
     """Runs Tasktronaut processes on ``app``; create one next to the app, in its module.
 
@@ -127,6 +170,7 @@ class CeleryBackend:
     ) -> None:
         check_app(app)
         warn_if_pickle_accepted(app)
+        bound_redis_timeouts(app)
         if max_deliveries < 1:
             raise ValueError(f"max_deliveries must be at least 1, not {max_deliveries!r}")
         self.canvas_chords = canvas_limit != "auto"
@@ -174,27 +218,48 @@ class CeleryBackend:
 
         Arguments are serialized with the app's serializer first: if one cannot
         be, the error names the step and argument and nothing is stored or sent.
-        If the broker does not take the message (within the app's connection
-        timeout and publish retry policy), the stored run is deleted again and
-        :class:`BrokerUnavailableError` says so.
+        If the result backend cannot store the run, nothing is sent; if the
+        broker does not take the message (within the app's connection timeout
+        and publish retry policy), the stored run is deleted again. Either
+        raises :class:`BrokerUnavailableError`, naming the service.
         """
         plan = plan_process(process, self.canvas_limit, chords=self.canvas_chords)
         encoded = encode_plan(plan, self.app.conf.task_serializer)
-        if not self.store.create(plan.run_id, encoded):
+        run = f"{plan.root.name} run {plan.run_id}"
+        try:
+            created = self.store.create(plan.run_id, encoded)
+        except CONNECTION_ERRORS as error:
+            raise BrokerUnavailableError(
+                f"{run}: the result backend at {self.app.backend.as_uri()} did not answer "
+                f"({describe_error(error, NO_REDACTION)}); nothing was stored or sent: "
+                "enqueue it again once it answers"
+            ) from error
+        if not created:
             raise DuplicateRunError(plan.run_id)
         try:
             start_signature(self.app, plan, self.control_queue).apply_async()
         except BaseException as error:
-            self.store.delete(plan.run_id)
-            if isinstance(error, (OperationalError, OSError)):
+            kept = self._forget(plan.run_id)
+            if isinstance(error, CONNECTION_ERRORS):
                 broker = self.app.connection_for_write().as_uri()
                 raise BrokerUnavailableError(
-                    f"{plan.root.name} run {plan.run_id}: the broker at {broker} did not take "
-                    f"the start message ({describe_error(error, NO_REDACTION)}); nothing of "
-                    "the run was kept: enqueue it again once the broker answers"
+                    f"{run}: the broker at {broker} did not take the start message "
+                    f"({describe_error(error, NO_REDACTION)}); {kept}"
                 ) from error
             raise
         return Run(plan.run_id, self.store, lambda: plan, self.cancel)
+
+    def _forget(self, run_id: str) -> str:
+        """Delete a run that could not be sent; what is left of it, for the error message."""
+        try:
+            self.store.delete(run_id)
+        except CONNECTION_ERRORS as error:
+            return (
+                f"its stored record could not be deleted ({describe_error(error, NO_REDACTION)}) "
+                "and stays PENDING until it expires (result_expires): enqueue it again with "
+                "another identifier once both answer"
+            )
+        return "nothing of the run was kept: enqueue it again once the broker answers"
 
     def run(self, run_id: str) -> Run:
         """A handle on an existing run, e.g. in a web request polling its progress."""

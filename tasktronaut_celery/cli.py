@@ -37,7 +37,13 @@ from tasktronaut.process import Process
 from .apps import backend_for
 from .backend import CANCELLED_BY_CLIENT, CeleryBackend
 from .embedded import EmbeddedBackend
-from .errors import ProcessCancelled, ProcessFailed, RunError
+from .errors import (
+    CONNECTION_ERRORS,
+    BrokerUnavailableError,
+    ProcessCancelled,
+    ProcessFailed,
+    RunError,
+)
 from .run import Run, StepStatus
 from .store import RunState, StepState
 
@@ -55,16 +61,6 @@ _LIBRARY_DIRECTORIES = tuple(
     for path in (celery.__file__, kombu.__file__, tasktronaut.__file__, __file__)
     if path
 )
-
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError)
-with contextlib.suppress(ImportError):
-    from kombu.exceptions import OperationalError
-
-    _CONNECTION_ERRORS += (OperationalError,)
-with contextlib.suppress(ImportError):
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    _CONNECTION_ERRORS += (RedisConnectionError,)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -193,7 +189,7 @@ def connection_errors(backend: CeleryBackend) -> Iterator[None]:
     """Turn an unreachable broker or result backend into a one-paragraph error."""
     try:
         yield
-    except _CONNECTION_ERRORS as error:
+    except CONNECTION_ERRORS as error:
         fail(
             f"cannot reach the broker or result backend of Celery app {backend.app.main!r} "
             f"({type(error).__name__}: {error}). Is it running, and are broker_url and "
@@ -313,6 +309,8 @@ def follow(
     with connection_errors(backend):
         try:
             handle = process.enqueue(backend)
+        except BrokerUnavailableError as error:
+            fail(str(error), EXIT_FAILED)
         except TasktronautError as error:
             fail(str(error))
         click.echo(f"Run {handle.id}: {process.definition.__qualname__}, {steps(len(process))}")

@@ -8,7 +8,8 @@ They hang under Tasktronaut's root error::
     │                                         a step argument does not fit the serializer
     ├── DuplicateRunError (ValueError)        a run with that identifier exists already
     ├── BrokerUnavailableError (kombu's OperationalError)
-    │                                         the broker did not take the start message
+    │                                         the broker or the result backend did not
+    │                                         answer at enqueue
     ├── RunNotFoundError (LookupError)        no run with that identifier is stored
     ├── CorruptPlanError (ValueError)         a stored plan or message cannot be read
     ├── StepLostError (RuntimeError)          a step's worker was lost on every delivery
@@ -24,10 +25,20 @@ accepts pickle. ``SoftTimeLimitExceeded`` is Celery's, naming the step and its l
 
 from __future__ import annotations
 
+import contextlib
+
 from celery import exceptions as celery_exceptions
 from kombu.exceptions import OperationalError
 
 from tasktronaut.errors import TasktronautError, UnknownDefinitionError
+
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OperationalError, OSError)
+"""What a broker or result backend that is down or silent raises (redis-py's are no OSError)."""
+with contextlib.suppress(ImportError):
+    from redis.exceptions import ConnectionError as _RedisConnectionError
+    from redis.exceptions import TimeoutError as _RedisTimeoutError
+
+    CONNECTION_ERRORS += (_RedisConnectionError, _RedisTimeoutError)
 
 
 class UnsupportedAppError(TasktronautError, ValueError):
@@ -50,7 +61,13 @@ class DuplicateRunError(TasktronautError, ValueError):
 
 
 class BrokerUnavailableError(TasktronautError, OperationalError):
-    """The broker did not take a run's start message; nothing of the run was kept."""
+    """The broker or the result backend did not answer at enqueue.
+
+    Either the result backend could not store the run (then nothing was sent),
+    or the broker did not take its start message (then the stored run was
+    deleted again, unless the result backend was lost too). The message names
+    the service, where it is, and what was kept.
+    """
 
 
 class RunNotFoundError(TasktronautError, LookupError):

@@ -41,6 +41,11 @@ def joins_chords_natively(app: Celery) -> bool:
     return scheme in _REDIS_SCHEMES or scheme in _MEMORY_SCHEMES
 
 
+def keeps_results_in_redis(app: Celery) -> bool:
+    """Whether the app's result backend is Redis (Celery's ``redis_*`` settings apply)."""
+    return backend_scheme(app) in _REDIS_SCHEMES
+
+
 def chords_need_member_results(app: Celery) -> bool:
     """Whether the app's result backend reads chord members' stored results to join a chord.
 
@@ -48,7 +53,7 @@ def chords_need_member_results(app: Celery) -> bool:
     script), so members need store no result there; every other backend,
     the in-memory cache included, joins by reading the members' results.
     """
-    return backend_scheme(app) not in _REDIS_SCHEMES
+    return not keeps_results_in_redis(app)
 
 
 def check_app(app: Celery) -> None:

@@ -75,14 +75,16 @@ def test_status_of_an_unknown_run_is_an_error() -> None:
 
 
 def test_an_unreachable_broker_is_reported_in_one_paragraph() -> None:
-    """With nothing listening on the broker's port the command says so and exits 1."""
+    """With nothing listening on the app's Redis the command says so and exits 1."""
     result = CliRunner().invoke(
         main,
         ["run", "examples.user_guide:MyProcess", "--app", "tests.integration.unreachable:app"],
     )
 
     assert result.exit_code == EXIT_FAILED, result.output
-    assert result.output.startswith("Error: cannot reach the broker or result backend")
+    assert result.output.startswith("Error: MyProcess run ")
+    assert "the result backend at redis://127.0.0.1:1/1 did not answer" in result.output
+    assert "nothing was stored or sent" in result.output
     assert "Traceback" not in result.output
 
 
