@@ -53,7 +53,9 @@ EXIT_CANCELLED = 3
 EXIT_INTERRUPTED = 130
 _ENDED_EXIT_CODES = {RunState.FAILURE: EXIT_FAILED, RunState.CANCELLED: EXIT_CANCELLED}
 
-FAILURE_SIGNAL_TIMEOUT = 1.0
+# How long to wait, once a run has failed, for the failing task's signal to bring its
+# traceback (it comes just after the run ends; a busy machine can be slow).
+FAILURE_SIGNAL_TIMEOUT = 5.0
 
 # Where a traceback's frames are Celery's and Tasktronaut's, not the user's.
 _LIBRARY_DIRECTORIES = tuple(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import subprocess
@@ -177,6 +178,8 @@ def command(*arguments: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_failing_step_is_one_error_with_the_users_frames_only() -> None:
     """The step's own frames and error once; Celery's trace log and the runner's frames with -v."""
+    source, first = inspect.getsourcelines(processes.FailsOnce.explode)
+    raise_line = first + next(i for i, line in enumerate(source) if "raise ValueError" in line)
     quiet = command("run", "tests.integration.processes:FailsOnce")
     verbose = command("run", "tests.integration.processes:FailsOnce", "-v")
 
@@ -184,7 +187,7 @@ def test_a_failing_step_is_one_error_with_the_users_frames_only() -> None:
     assert quiet.stderr.endswith(
         "Failed at step 1 (FailsOnce.explode): ValueError: the ledger does not balance\n"
         "Traceback of your code (most recent call last):\n"
-        f'  File "{processes.__file__}", line 132, in explode\n'
+        f'  File "{processes.__file__}", line {raise_line}, in explode\n'
         '    raise ValueError("the ledger does not balance")\n'
     ), quiet.stderr
     assert "Traceback (most recent call last)" not in quiet.stderr
