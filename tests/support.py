@@ -25,7 +25,7 @@ import pytest
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from tests.integration.services import answers
+from tests.services import answers
 
 T = TypeVar("T")
 

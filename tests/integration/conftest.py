@@ -17,10 +17,10 @@ from celery.contrib.testing.worker import start_worker
 from kombu import Connection
 
 from tasktronaut_celery import CeleryBackend
+from tests.services import BROKERS, EVENTS, RESULTS
 from tests.support import require
 
 from .recorder import Recorder, install, uninstall
-from .services import BROKERS, EVENTS, RESULTS
 from .worker_app import make_app
 
 WORKER_QUEUES = ["celery", "special"]

@@ -34,12 +34,12 @@ from kombu import Exchange, Producer, Queue
 
 from tasktronaut import Builder, Context, ProcessDefinition
 from tasktronaut_celery import CeleryBackend, ProcessFailed, Run, RunState, StepState
+from tests.services import BROKERS, EVENTS
 from tests.support import celery_worker, wait_until
 
 from .order import check_run
 from .processes import gate_key, wait_for_gate
 from .recorder import Recorder
-from .services import BROKERS, EVENTS
 from .worker_app import make_app
 
 pytestmark = pytest.mark.reliability

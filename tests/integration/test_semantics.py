@@ -20,11 +20,11 @@ from tasktronaut_celery import (
     RunState,
     StepState,
 )
+from tests.services import BROKERS, EVENTS, RESULTS
 
 from . import processes
 from .order import check_hooks
 from .recorder import Recorder
-from .services import BROKERS, EVENTS, RESULTS
 
 pytestmark = pytest.mark.usefixtures("worker")
 

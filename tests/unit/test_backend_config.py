@@ -16,7 +16,7 @@ from tasktronaut_celery import CeleryBackend, UnsupportedAppError
 from tasktronaut_celery.plan import Dispatch, plan_process
 from tasktronaut_celery.stores.memory import MemoryRunStore
 from tasktronaut_celery.stores.redis import RedisRunStore
-from tests.integration.services import redis_db
+from tests.services import redis_db
 
 REDIS_URL = redis_db(15)  # the unit tiers' own database on the tests' Redis
 TASKS = {
