@@ -16,6 +16,7 @@ POSTGRES_URL = os.environ.get(
 BROKER_DB = 10
 RESULT_DB = 11
 EVENTS_DB = 12
+STORES_DB = 15  # the run store tests' own
 
 
 def redis_db(number: int) -> str:
@@ -29,6 +30,7 @@ BROKERS = {
 }
 RESULTS = redis_db(RESULT_DB)
 EVENTS = redis_db(EVENTS_DB)
+STORES = redis_db(STORES_DB)
 
 
 def answers(url: str, timeout: float = 1.0) -> bool:
