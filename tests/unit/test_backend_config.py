@@ -5,12 +5,9 @@ The Redis store it makes, on a real Redis, is checked in ``tests/stores``.
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 from celery import Celery
 
-import tasktronaut_celery
 from examples import user_guide
 from tasktronaut import ProcessDefinition, TasktronautError
 from tasktronaut_celery import CeleryBackend, UnsupportedAppError
@@ -121,30 +118,6 @@ def test_two_apps_get_their_own_tasks() -> None:
         assert first.tasks[name] is not second.tasks[name]
         assert first.tasks[name].app is first
         assert second.tasks[name].app is second
-
-
-def test_all_is_sorted_without_duplicates() -> None:
-    """``tasktronaut_celery.__all__`` is sorted and names each member once."""
-    names = tasktronaut_celery.__all__
-
-    assert names == sorted(names)
-    assert len(set(names)) == len(names)
-
-
-def test_all_matches_the_public_names() -> None:
-    """Every public non-module attribute is in ``__all__`` and every name there exists."""
-    public = {
-        name
-        for name, value in vars(tasktronaut_celery).items()
-        if not name.startswith("_") and not inspect.ismodule(value)
-    }
-
-    assert public == set(tasktronaut_celery.__all__)
-    namespace: dict[str, object] = {}
-    exec(f"from tasktronaut_celery import {', '.join(tasktronaut_celery.__all__)}", namespace)
-    assert all(
-        namespace[name] is getattr(tasktronaut_celery, name) for name in tasktronaut_celery.__all__
-    )
 
 
 @pytest.mark.parametrize(
