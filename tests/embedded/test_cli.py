@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import subprocess
@@ -180,11 +181,13 @@ def test_a_failing_step_is_one_error_with_the_users_frames_only() -> None:
     quiet = command("run", "tests.integration.processes:FailsOnce")
     verbose = command("run", "tests.integration.processes:FailsOnce", "-v")
 
+    raised_at = inspect.getsourcelines(processes.FailsOnce.explode)[1] + 1  # its raise
+
     assert quiet.returncode == verbose.returncode == EXIT_FAILED
     assert quiet.stderr.endswith(
         "Failed at step 1 (FailsOnce.explode): ValueError: the ledger does not balance\n"
         "Traceback of your code (most recent call last):\n"
-        f'  File "{processes.__file__}", line 132, in explode\n'
+        f'  File "{processes.__file__}", line {raised_at}, in explode\n'
         '    raise ValueError("the ledger does not balance")\n'
     ), quiet.stderr
     assert "Traceback (most recent call last)" not in quiet.stderr
