@@ -30,9 +30,9 @@ from tasktronaut_celery import (
     RunNotFoundError,
     RunState,
 )
+from tests.services import AMQP_URL, BROKERS, RESULTS
 from tests.support import require
 
-from .services import AMQP_URL, BROKERS, RESULTS
 from .unreachable import REFUSED, SilencingProxy, silent_server
 
 CONNECTION_TIMEOUT = 1.0

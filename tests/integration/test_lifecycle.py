@@ -19,11 +19,11 @@ from celery.signals import task_postrun
 from tasktronaut import Builder, Context, ProcessDefinition, TaskOptions
 from tasktronaut_celery import CeleryBackend, ProcessCancelled, ProcessFailed, RunState, StepState
 from tasktronaut_celery.canvas import step_task_id
+from tests.services import EVENTS
 from tests.support import wait_until
 
 from .processes import gate_key, wait_for_gate
 from .recorder import Recorder
-from .services import EVENTS
 
 pytestmark = pytest.mark.usefixtures("worker")
 
