@@ -137,8 +137,12 @@ class Plan:
         }
 
     @classmethod
-    def from_data(cls, data: Any) -> Plan:
-        """The plan :meth:`to_data` produced; :class:`CorruptPlanError` if it is not one."""
+    def from_data(cls, data: Any, typed_values: bool = True) -> Plan:
+        """The plan :meth:`to_data` produced; :class:`CorruptPlanError` if it is not one.
+
+        Without ``typed_values``, argument values of a model, enum or dataclass
+        stay their JSON dumps: see :func:`decode_plan`.
+        """
         try:
             if data["version"] != PLAN_VERSION:
                 raise ValueError(f"plan version {data['version']!r}, expected {PLAN_VERSION}")
@@ -149,7 +153,7 @@ class Plan:
             sensitive = frozenset(data.get("sensitive", ()))  # absent from older plans
             if not all(isinstance(name, str) for name in sensitive):
                 raise TypeError("sensitive argument names are not all strings")
-            scopes = _Layers.restore(data["scopes"], sensitive)
+            scopes = _Layers.restore(data["scopes"], sensitive, typed_values)
             steps = {
                 path: PlannedStep(
                     path, process, method, description, scopes[scope], options, tuple(completes)
@@ -211,10 +215,12 @@ class _Layers:
         return number
 
     @staticmethod
-    def restore(stored: list[list[Any]], sensitive: frozenset[str]) -> list[Arguments]:
+    def restore(
+        stored: list[list[Any]], sensitive: frozenset[str], typed: bool
+    ) -> list[Arguments]:
         layers: list[Arguments] = []
         for parent, stored_own in stored:
-            own = decode_value(stored_own)
+            own = decode_value(stored_own, typed)
             if parent is not None and not 0 <= parent < len(layers):
                 raise ValueError(f"argument layer {len(layers)} has no parent {parent}")
             if not isinstance(own, dict):
@@ -295,10 +301,16 @@ def encode_plan(plan: Plan, serializer: str) -> EncodedPlan:
     return EncodedPlan(content_type, content_encoding, body)
 
 
-def decode_plan(encoded: EncodedPlan, accept: Iterable[str] | None) -> Plan:
+def decode_plan(
+    encoded: EncodedPlan, accept: Iterable[str] | None, *, typed_values: bool = True
+) -> Plan:
     """The plan in ``encoded``, refusing content types the app does not accept.
 
     ``accept`` is the app's ``accept_content`` (serializer names or content types).
+    Workers, which pass arguments to steps, rebuild models, enums and
+    dataclasses and need their types imported. Clients, which only show or
+    cancel a run, read it without ``typed_values``: those arguments stay their
+    JSON dumps, and no argument type is needed.
     """
     accepted = prepare_accept_content(accept) if accept is not None else None
     body: Any = encoded.body
@@ -308,7 +320,7 @@ def decode_plan(encoded: EncodedPlan, accept: Iterable[str] | None) -> Plan:
         data = loads(body, encoded.content_type, encoded.content_encoding, accept=accepted)
     except Exception as error:
         raise CorruptPlanError(f"stored plan cannot be decoded: {error!r}") from None
-    return Plan.from_data(data)
+    return Plan.from_data(data, typed_values)
 
 
 def _unserializable(plan: Plan, serializer: str, error: Exception) -> ArgumentNotSerializableError:

@@ -16,7 +16,9 @@ walked, and after it is decoded walked back:
 
 A stored type is looked up among the modules this Python process has imported,
 never imported on the plan's say-so (as definitions are: see
-:mod:`tasktronaut.registry`), and must be a model, an enum or a dataclass.
+:mod:`tasktronaut.registry`), and must be a model, an enum or a dataclass. Only
+workers, which pass the values to steps, need the types: a client that shows or
+cancels a run decodes without them, each such value staying its JSON dump.
 """
 
 from __future__ import annotations
@@ -55,21 +57,27 @@ def encode_value(value: Any) -> Any:
     return value
 
 
-def decode_value(data: Any) -> Any:
-    """The value :func:`encode_value` stored; ``CorruptPlanError`` for an unknown type."""
+def decode_value(data: Any, typed: bool = True) -> Any:
+    """The value :func:`encode_value` stored; ``CorruptPlanError`` for an unknown type.
+
+    Without ``typed``, models, enums and dataclasses are left as their JSON
+    dumps and no type is looked up.
+    """
     if isinstance(data, dict):
         kind = data.get(MARKER)
         if kind == "dict":
-            return {key: decode_value(value) for key, value in data["items"]}
+            return {key: decode_value(value, typed) for key, value in data["items"]}
         if kind == "typed":
-            return _validate(data["type"], data["value"])
+            if typed:
+                return _validate(data["type"], data["value"])
+            return decode_value(data["value"], typed)
         if kind is not None:
             raise ValueError(f"unknown stored value kind {kind!r}")
-        return {k: decode_value(v) for k, v in data.items()}
+        return {k: decode_value(v, typed) for k, v in data.items()}
     if isinstance(data, list):
-        return [decode_value(item) for item in data]
+        return [decode_value(item, typed) for item in data]
     if isinstance(data, tuple):
-        return tuple(decode_value(item) for item in data)
+        return tuple(decode_value(item, typed) for item in data)
     return data
 
 

@@ -2,7 +2,8 @@
 
 Models, enums and dataclasses that ``expected_arguments`` coerces into come back
 as instances of their type; dicts that a decoder would read as something else
-(kombu's ``__type__``/``__value__`` envelope) come back as the same dicts.
+(kombu's ``__type__``/``__value__`` envelope) come back as the same dicts. Clients
+read plans without the argument types: only workers rebuild typed values.
 """
 
 from __future__ import annotations
@@ -10,13 +11,21 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from celery import Celery
 from pydantic import BaseModel
 
 from tasktronaut import Builder, ProcessDefinition
-from tasktronaut_celery import ArgumentNotSerializableError, CorruptPlanError
+from tasktronaut_celery import (
+    ArgumentNotSerializableError,
+    CeleryBackend,
+    CorruptPlanError,
+    RunState,
+)
+from tasktronaut_celery import backend as backends
 from tasktronaut_celery.plan import EncodedPlan, decode_plan, encode_plan, plan_process
 
 
@@ -182,3 +191,67 @@ def test_a_stored_type_that_is_no_model_enum_or_dataclass_is_refused(reference: 
 
     with pytest.raises(CorruptPlanError, match="not a"):
         decode_plan(EncodedPlan(encoded.content_type, encoded.content_encoding, body), ["json"])
+
+
+def test_a_client_reads_a_plan_whose_argument_types_it_has_not_imported() -> None:
+    """Without typed values, models, enums and dataclasses are their JSON dumps; no lookup."""
+    encoded = encode_plan(plan_process(Configured.build(**configured())), "json")
+    body = encoded.body.replace(f"{__name__}:".encode(), b"not.imported.anywhere:")
+    unknown = EncodedPlan(encoded.content_type, encoded.content_encoding, body)
+
+    plan = decode_plan(unknown, ["json"], typed_values=False)
+
+    arguments = plan.steps["0"].arguments
+    assert plan.step_name("0") == "Configured.use"
+    assert arguments["colour"] == "blue"
+    assert arguments["point"] == {"x": 1, "y": 2}
+    assert arguments["settings"]["extra"] == {"__type__": "x", "__value__": 1}
+    assert arguments["many"][0]["when"] == "2026-01-03"
+
+
+def unknown_type_run(backend: CeleryBackend, old: bytes, new: bytes) -> str:
+    """A stored run whose plan names ``new`` where the build wrote ``old``; nothing sent."""
+    plan = plan_process(TakesAnything.build(colour=Colour.RED))
+    encoded = encode_plan(plan, "json")
+    body = encoded.body.replace(old, new)
+    assert body != encoded.body
+    backend.store.create(plan.run_id, EncodedPlan(encoded.content_type, "utf-8", body))
+    return plan.run_id
+
+
+@pytest.fixture
+def client() -> CeleryBackend:
+    """A client on an in-memory app: nothing consumes what it sends."""
+    return CeleryBackend(Celery("client", broker="memory://", backend="cache+memory://"))
+
+
+def test_a_client_that_has_not_imported_an_argument_type_shows_and_cancels_the_run(
+    client: CeleryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """steps() and cancel() need no argument type; the cancel sends its settle message."""
+    settles: list[tuple[Any, ...]] = []
+
+    def settle_signature(*args: Any, **options: Any) -> SimpleNamespace:
+        settles.append(args)
+        return SimpleNamespace(apply_async=lambda: None)
+
+    monkeypatch.setattr(backends, "settle_signature", settle_signature)
+    run_id = unknown_type_run(client, f"{__name__}:Colour".encode(), b"gone.module:Colour")
+    run = client.run(run_id)
+
+    assert [status.name for status in run.steps()] == ["TakesAnything.use"]
+    assert run.cancel() is True
+    assert run.state is RunState.CANCELLED
+    assert settles == [(client.app, run_id, "TakesAnything", None)]
+
+
+def test_cancelling_a_run_whose_plan_is_unreadable_changes_nothing(client: CeleryBackend) -> None:
+    """It raises before anything is written: no run left CANCELLED that nobody settles."""
+    run_id = unknown_type_run(client, b'"version": 1', b'"version": 99')
+
+    with pytest.raises(CorruptPlanError, match="plan version 99"):
+        client.cancel(run_id)
+
+    record = client.store.record(run_id)
+    assert record is not None
+    assert record.state is RunState.PENDING
