@@ -8,7 +8,10 @@ walked, and after it is decoded walked back:
 * a pydantic model, an ``Enum`` member or a dataclass instance, which
   ``expected_arguments`` coerces into, is stored as
   ``{"__tasktronaut__": "typed", "type": "module:QualName", "value": <its pydantic
-  JSON dump>}`` and validated back into that type;
+  JSON dump>}`` and validated back into that type (the dump is by alias and
+  leaves computed fields out, as validation expects; what still comes back
+  different, such as a ``SecretStr`` pydantic dumps masked, is refused at enqueue
+  by :func:`~tasktronaut_celery.plan.encode_plan`);
 * a dict with a ``__type__`` or ``__tasktronaut__`` key is stored as
   ``{"__tasktronaut__": "dict", "items": [[key, value], ...]}``, so no decoder
   reads it as anything but a dict;
@@ -99,8 +102,10 @@ def _reference(cls: type) -> str:
 
 
 def _dump(value: object) -> Any:
-    # The dump is plain JSON data, but a dict in it may still look like kombu's markers.
-    return encode_value(adapter(type(value)).dump_python(value, mode="json"))
+    # What validation reads back: field aliases, no computed fields. The dump is
+    # plain JSON data, but a dict in it may still look like kombu's markers.
+    dump = adapter(type(value)).dump_python(value, mode="json", by_alias=True, round_trip=True)
+    return encode_value(dump)
 
 
 def _validate(reference: str, stored: Any) -> Any:

@@ -20,7 +20,7 @@ import uuid
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tasktronaut import Builder, Context, NonRetryableProcessError, ProcessDefinition
 from tasktronaut_celery import CeleryBackend, ProcessFailed, RunState, StepState
@@ -55,6 +55,10 @@ class Settings(BaseModel):
 class Point:
     x: int
     y: int
+
+
+class Account(BaseModel):
+    user_id: int = Field(alias="userId")
 
 
 RAW = {
@@ -190,6 +194,14 @@ def test_a_plan_the_worker_cannot_read_fails_the_run_with_the_reason(
 
     assert run.state is RunState.FAILURE
     assert backend.store.step(plan.run_id, "0") is None  # no step state made up
+
+
+def test_a_model_with_an_aliased_field_reaches_the_step_equal(backend: CeleryBackend) -> None:
+    """Dumped by alias: before, the worker could not validate the dump and the run failed."""
+    value = Account(userId=5)
+    run = TakesAnything.build(value=value, expected=Account(userId=5)).enqueue(backend)
+
+    assert run.wait(timeout=60).state is RunState.SUCCESS
 
 
 def test_a_client_without_the_argument_types_shows_cancels_and_waits_for_the_run(
