@@ -10,7 +10,7 @@ import pytest
 from celery.signals import task_postrun
 
 from tasktronaut import Builder, Context, ProcessDefinition
-from tasktronaut_celery import EmbeddedBackend, ProcessCancelled
+from tasktronaut_celery import EmbeddedBackend, ProcessCancelled, StepState
 from tasktronaut_celery.canvas import step_task_id
 from tests.support import wait_until
 
@@ -90,4 +90,76 @@ def test_a_step_ending_while_the_cancel_hooks_fire_leaves_them_all_to_fire(
     assert [hook for run_id, *hook in Gates.hooks if run_id == run.id] == [
         ["on_cancelled", "HeldInner"],
         ["on_cancelled", "HeldOuter"],
+    ]
+
+
+class Recording(ProcessDefinition):
+    """Records its hooks in ``Gates.hooks``."""
+
+    def on_started(self, identifier: str) -> None:
+        Gates.hooks.append((identifier, "on_started", type(self).__name__))
+
+    def on_completed(self, identifier: str) -> None:
+        Gates.hooks.append((identifier, "on_completed", type(self).__name__))
+
+    def on_failed(self, identifier: str, step: str, e: Exception) -> None:
+        Gates.hooks.append((identifier, "on_failed", type(self).__name__))
+
+    def on_cancelled(self, identifier: str) -> None:
+        Gates.hooks.append((identifier, "on_cancelled", type(self).__name__))
+
+
+class Reached(Recording):
+    """A sub-process with one step."""
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.only)
+
+    def only(self) -> None:
+        pass
+
+
+class ReachesASubProcess(Recording):
+    """A step, then a sub-process."""
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.first)
+        builder.sub_process(Reached)
+
+    def first(self) -> None:
+        pass
+
+
+def hooks_of(run_id: str) -> list[tuple[str, str]]:
+    return [(hook, process) for identifier, hook, process in Gates.hooks if identifier == run_id]
+
+
+def test_a_sub_process_reached_as_the_run_is_cancelled_never_starts(
+    embedded: EmbeddedBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cancel lands after the run's state was read, just before on_started is claimed.
+
+    Its hooks have fired by then: the sub-process does not start (had its
+    on_started fired, nothing would have ended it), and its step never runs.
+    """
+    claim = embedded.store.claim
+
+    def cancel_first(run_id: str, marker: str, **options: Any) -> bool:
+        if marker == "started:1" and embedded.cancel(run_id):
+            wait_until(lambda: embedded.run(run_id).record.settled_at, HELD, "the cancel settled")
+        return claim(run_id, marker, **options)
+
+    monkeypatch.setattr(embedded.store, "claim", cancel_first)
+    run = ReachesASubProcess.build().enqueue(embedded)
+
+    with pytest.raises(ProcessCancelled):
+        run.wait(timeout=HELD)
+    wait_until(lambda: run.steps()[1].state is not StepState.STARTED, HELD, "the step skipped")
+    assert [(s.state, s.attempts) for s in run.steps()] == [
+        (StepState.SUCCESS, 1),
+        (StepState.SKIPPED, 0),
+    ]
+    assert hooks_of(run.id) == [
+        ("on_started", "ReachesASubProcess"),
+        ("on_cancelled", "ReachesASubProcess"),
     ]
