@@ -247,7 +247,7 @@ class Runner:
         self._check_code(plan, run_id, path)
         if previous is not None and previous.state is StepState.SUCCESS:
             logger.info("run %s: step %s already succeeded; not running it again", run_id, path)
-            self._pass_on_repeated_success(plan, run_id, path)
+            self._pass_on_repeated_success(plan, run_id, step, redelivered)
             return  # Celery sends the rest of the chain, as the first delivery may not have
         attempt = task.request.retries + 1
         deliveries = 1
@@ -357,16 +357,29 @@ class Runner:
         )  # fmt: skip
         return previous.deliveries + 1
 
-    def _pass_on_repeated_success(self, plan: Plan, run_id: str, path: str) -> None:
-        """Send on what follows a succeeded step, as its first delivery may not have.
+    def _pass_on_repeated_success(
+        self, plan: Plan, run_id: str, step: PlannedStep, redelivered: bool
+    ) -> None:
+        """Complete and send on what follows a succeeded step, as its first delivery may not have.
+
+        A message delivered again (its worker was lost) completes the processes
+        the step ends, as the first delivery may have died before or while
+        completing them: hooks already claimed do not fire again, and a run
+        whose top-level process had claimed its end ends SUCCESS (else it
+        would stay RUNNING, and could not be cancelled either). A duplicate
+        (not redelivered) leaves that to the message under way.
 
         Dispatching workers send the successors that have not started. In a
         Celery canvas, Celery sends the rest of a chain, or counts a chord
         member, when the task returns: Redis counts each member once, and a
         duplicate of a step that has started is ignored.
         """
+        if redelivered:
+            self._settle_control(
+                plan, run_id, step.path, lambda: self._complete(plan, run_id, step.completes)
+            )
         if plan.dispatch is Dispatch.WORKER:
-            self._advance(plan, run_id, Step(path), again=True)
+            self._advance(plan, run_id, Step(step.path), again=True)
             raise Ignore()
 
     def settle(self, run_id: str) -> None:
