@@ -14,7 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from celery.signals import task_postrun
+from celery import Task
+from celery.signals import task_postrun, task_prerun
 
 from tasktronaut import (
     Builder,
@@ -34,7 +35,7 @@ from .services import EVENTS
 
 pytestmark = pytest.mark.usefixtures("worker")
 
-RETRY_COUNTDOWN = 3
+RETRY_COUNTDOWN = 1
 
 
 class GatedToTheEnd(ProcessDefinition):
@@ -347,10 +348,28 @@ def test_a_failure_fires_on_failed_for_every_started_process_once(
     assert {e["step"] for e in failed} == {"explode"}
 
 
+@pytest.fixture
+def held_retries() -> Iterator[threading.Event]:
+    """Holds every retry's message before it runs on the in-process worker, until set."""
+    released = threading.Event()
+
+    def hold(task: Task, **_: object) -> None:
+        if task.request.retries:
+            released.wait(60)
+
+    task_prerun.connect(hold, weak=False)
+    yield released
+    released.set()
+    task_prerun.disconnect(hold)
+
+
 def test_a_step_waiting_for_its_retry_ends_when_a_sibling_fails_the_run(
-    backend: CeleryBackend, finished_tasks: Counter[str]
+    backend: CeleryBackend, finished_tasks: Counter[str], held_retries: threading.Event
 ) -> None:
-    """The retrying step is CANCELLED once the run fails, before and after its retry is due."""
+    """The retrying step is CANCELLED once the run fails, before and after its retry arrives.
+
+    Its retry is held until the run has failed, however slowly the sibling fails.
+    """
     run = RetryingWhenASiblingFails.build().enqueue(backend)
     wait_until(lambda: run.steps()[0].state is StepState.RETRY, 30, "the step waiting to retry")
     open_gate(run.id)
@@ -368,7 +387,8 @@ def test_a_step_waiting_for_its_retry_ends_when_a_sibling_fails_the_run(
         assert flaky.finished_at is not None
         assert explode.state is StepState.FAILURE
 
-    check_retrying_step()  # before the retry is due
+    check_retrying_step()  # before the retry runs
+    held_retries.set()
     flaky_task = step_task_id(run.id, "0.0")
     wait_until(lambda: finished_tasks[flaky_task] == 2, RETRY_COUNTDOWN + 30, "the retry arriving")
     check_retrying_step()  # its retry arrived, and was skipped
