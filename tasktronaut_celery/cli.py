@@ -327,8 +327,12 @@ def follow(
                     click.echo(f"Follow it again with: {shlex.join(command)}", err=True)
                 sys.exit(EXIT_FAILED)
         except KeyboardInterrupt:
-            handle.cancel()
-            click.echo("Interrupted: the run was cancelled.", err=True)
+            if handle.cancel():
+                click.echo("Interrupted: the run was cancelled.", err=True)
+            elif (state := handle.state).finished:
+                click.echo(f"Interrupted: the run had already ended ({state.value}).", err=True)
+            else:  # its top-level process is completing: the cancel lost to it
+                click.echo("Interrupted: the run was completing; it was not cancelled.", err=True)
             sys.exit(EXIT_INTERRUPTED)
         sys.exit(conclude(handle, time.monotonic() - started, frames))
 

@@ -17,10 +17,12 @@ When workers dispatch a run, the worker that finishes an action sends what
 follows it, counting chord members in the run store.
 Each hook is claimed in the run store before it is called, so it fires once
 per process per run however many workers race for it. The three end hooks
-share one claim per process (:func:`end_marker`), so each process gets exactly
-one of ``on_completed``, ``on_failed`` and ``on_cancelled``; a process's last
-step claims it only while the run is under way, and a client's cancel loses to
-the top-level process's completion once that is claimed.
+share one claim per process (:func:`end_marker`), so each process gets at most
+one of ``on_completed``, ``on_failed`` and ``on_cancelled``. ``on_started`` and
+a process's last step claim theirs only while the run is under way, and the
+run's end fires its hook for every process that started and has not ended: so
+every process that started gets exactly one end hook. A client's cancel loses
+to the top-level process's completion once that is claimed.
 
 Deliveries: a step starts by swapping its stored record for a STARTED one
 (compare-and-set), so of two messages for the same step only one runs it. A
@@ -245,7 +247,7 @@ class Runner:
         self._check_code(plan, run_id, path)
         if previous is not None and previous.state is StepState.SUCCESS:
             logger.info("run %s: step %s already succeeded; not running it again", run_id, path)
-            self._pass_on_repeated_success(plan, run_id, path)
+            self._pass_on_repeated_success(plan, run_id, step, redelivered)
             return  # Celery sends the rest of the chain, as the first delivery may not have
         attempt = task.request.retries + 1
         deliveries = 1
@@ -277,6 +279,9 @@ class Runner:
                 redactor=plan.redactor,
             )
             result = run_step(call)
+        except RunEnded:  # its process could not start: the run ended meanwhile
+            self._store.put_step(run_id, path, StepRecord(StepState.SKIPPED))
+            raise
         except HookFailed as failed:  # the step never ran: it shows SKIPPED, like the rest
             self._store.put_step(run_id, path, StepRecord(StepState.SKIPPED))
             self._fail_hook(plan, run_id, failed)
@@ -352,16 +357,29 @@ class Runner:
         )  # fmt: skip
         return previous.deliveries + 1
 
-    def _pass_on_repeated_success(self, plan: Plan, run_id: str, path: str) -> None:
-        """Send on what follows a succeeded step, as its first delivery may not have.
+    def _pass_on_repeated_success(
+        self, plan: Plan, run_id: str, step: PlannedStep, redelivered: bool
+    ) -> None:
+        """Complete and send on what follows a succeeded step, as its first delivery may not have.
+
+        A message delivered again (its worker was lost) completes the processes
+        the step ends, as the first delivery may have died before or while
+        completing them: hooks already claimed do not fire again, and a run
+        whose top-level process had claimed its end ends SUCCESS (else it
+        would stay RUNNING, and could not be cancelled either). A duplicate
+        (not redelivered) leaves that to the message under way.
 
         Dispatching workers send the successors that have not started. In a
         Celery canvas, Celery sends the rest of a chain, or counts a chord
         member, when the task returns: Redis counts each member once, and a
         duplicate of a step that has started is ignored.
         """
+        if redelivered:
+            self._settle_control(
+                plan, run_id, step.path, lambda: self._complete(plan, run_id, step.completes)
+            )
         if plan.dispatch is Dispatch.WORKER:
-            self._advance(plan, run_id, Step(path), again=True)
+            self._advance(plan, run_id, Step(step.path), again=True)
             raise Ignore()
 
     def settle(self, run_id: str) -> None:
@@ -421,37 +439,44 @@ class Runner:
         """
         try:
             self._end_retries(plan, run_id)
+            record = self._store.record(run_id)
+            path = (record.step if record else None) or ""
             if state is RunState.CANCELLED:
-                self._fire_cancelled(plan, run_id)
+                self._fire_ended(plan, run_id, path, "on_cancelled")
             elif state is RunState.FAILURE:
-                record = self._store.record(run_id)
-                path = (record.step if record else None) or ""
                 step = plan.steps.get(path)
                 name = step.method if step else f"<{path or 'start'}>"
                 error = ProcessError((record.error if record else None) or "the run failed")
-                self._fire_failed(plan, run_id, path, name, error)
+                self._fire_ended(plan, run_id, path, "on_failed", name, error)
         finally:
             self._store.settle(run_id)
 
-    def _fire_cancelled(self, plan: Plan, run_id: str) -> None:
-        """Fire ``on_cancelled`` once for the root and each started, unended sub-process."""
+    def _fire_ended(self, plan: Plan, run_id: str, path: str, hook: Hook, *args: Any) -> None:
+        """Fire the end ``hook`` once for each process the run's end leaves unended.
+
+        These are the processes from ``path`` (where the run failed or was
+        cancelled) up to the root, and every other process that started and
+        has not ended: a sub-process still running, or whose next steps will
+        never start. Each process's hook fires after those of the processes
+        inside it; ``path``'s own processes go before their siblings. The
+        processes share :func:`end_marker` claims with ``on_completed``, so a
+        process's last step finishing meanwhile does not end it twice. A hook
+        that raises is logged, and the others still fire.
+        """
         claims = self._store.claimed(run_id)
         started = {m.partition(":")[2] for m in claims if m.startswith("started:")}
         ended = {m.partition(":")[2] for m in claims if m.startswith(end_marker(""))}
-        under_way = (started - ended) | {""}
-        for path in sorted(under_way, key=lambda p: (-p.count("."), -len(p), p)):
-            self._fire_once(plan, run_id, "on_cancelled", path, run_id)
-
-    def _fire_failed(
-        self, plan: Plan, run_id: str, path: str, step: str, error: Exception
-    ) -> None:
-        """Fire ``on_failed`` once for each process from ``path`` up to the root."""
-        for process in plan.lineage(path):
-            try:
-                self._fire_once(plan, run_id, "on_failed", process, run_id, step, error)
-            except Exception:
-                name = plan.processes[process].name
-                logger.exception("run %s: on_failed of %s not called", run_id, name)
+        lineage = plan.lineage(path)
+        unended = (started - ended).difference(lineage)
+        for outer in lineage:
+            inside = sorted((p for p in unended if _within(p, outer)), key=_innermost_first)
+            unended.difference_update(inside)
+            for process in (*inside, outer):
+                try:
+                    self._fire_once(plan, run_id, hook, process, run_id, *args)
+                except Exception:
+                    name = plan.processes[process].name
+                    logger.exception("run %s: %s of %s failed", run_id, hook, name)
 
     def _advance(self, plan: Plan, run_id: str, action: Action, again: bool = False) -> None:
         """When workers dispatch the run, send what follows ``action``.
@@ -525,7 +550,7 @@ class Runner:
             run_id, RunState.FAILURE, error=describe_error(error, plan.redactor)
         ):
             try:
-                self._fire_failed(plan, run_id, path, "<worker code>", error)
+                self._fire_ended(plan, run_id, path, "on_failed", "<worker code>", error)
             finally:
                 self._store.settle(run_id)
         raise error
@@ -534,6 +559,11 @@ class Runner:
         return resolve_definition(plan.processes[process].definition)
 
     def _start_processes(self, plan: Plan, run_id: str, path: str) -> None:
+        """Fire ``on_started`` of the processes from the root down to ``path`` that have not.
+
+        Raises :class:`RunEnded` if the run has ended: a process does not
+        start once its end hooks may have been fired.
+        """
         for process in reversed(plan.lineage(path)):
             self._fire_once(plan, run_id, "on_started", process, run_id)
 
@@ -547,21 +577,28 @@ class Runner:
         """Call ``hook`` of ``process`` if this call wins its claim in the run store.
 
         ``on_started`` has its own claim; the end hooks share the process's
-        :func:`end_marker`, which ``on_completed`` claims only while the run
-        is under way: a step that finishes after a cancel or a failure
-        completes nothing. A raising ``on_started`` or ``on_completed`` raises
-        :class:`HookFailed`.
+        :func:`end_marker`. ``on_started`` and ``on_completed`` are claimed
+        only while the run is under way, in the same store operation that
+        checks it: a step that finishes after a cancel or a failure completes
+        nothing, and a process reached after it does not start (this raises
+        :class:`RunEnded`), so every process that started is among those the
+        run's end finds started. A raising ``on_started`` or ``on_completed``
+        raises :class:`HookFailed`.
         """
         marker = f"started:{process}" if hook == "on_started" else end_marker(process)
         known = self._claimed.setdefault(run_id, set())
         if marker in known:
             return  # this worker process has seen it claimed: no need to ask the store
-        completing = hook == "on_completed"
-        won = self._store.claim(run_id, marker, unless_ended=completing)
-        if won or not completing:
-            known.add(marker)  # a completion that lost to the run's end left it unclaimed
-        if not won:
+        under_way_only = hook in ("on_started", "on_completed")
+        if not self._store.claim(run_id, marker, unless_ended=under_way_only):
+            if hook == "on_started":
+                record = self._store.record(run_id)
+                if record is None or record.state.finished:
+                    raise RunEnded()
+            if hook != "on_completed":  # a completion that lost to the run's end left it unclaimed
+                known.add(marker)
             return
+        known.add(marker)
         definition = self._definition(plan, process)
         try:
             call_hook(definition, hook, *args, redactor=plan.redactor)
@@ -574,6 +611,8 @@ class Runner:
         """Run a control task's ``work``; if a hook in it raises, the run fails there."""
         try:
             work()
+        except RunEnded:
+            raise
         except HookFailed as failed:
             self._fail_hook(plan, run_id, failed)
         except Exception as error:  # e.g. a definition this worker does not know
@@ -625,7 +664,7 @@ class Runner:
             return
         try:
             self._end_retries(plan, run_id)
-            self._fire_failed(plan, run_id, path, step, error)
+            self._fire_ended(plan, run_id, path, "on_failed", step, error)
         finally:
             self._store.settle(run_id)
 
@@ -655,6 +694,15 @@ class Runner:
         reason = f"not retried: {why}; last attempt: {step.error}"
         ended = step.moved_to(StepState.CANCELLED, finished_at=now(), error=reason)
         self._store.put_step_if(run_id, path, ended, step)
+
+
+def _within(path: str, process: str) -> bool:
+    """Whether ``path`` is inside the process at ``process``."""
+    return not process or path.startswith(f"{process}.")
+
+
+def _innermost_first(path: str) -> tuple[int, int, str]:
+    return (-path.count("."), -len(path), path)
 
 
 def hook_name(error: Exception) -> str:
