@@ -35,7 +35,9 @@ from .recorder import Recorder
 
 pytestmark = pytest.mark.usefixtures("worker")
 
-RETRY_COUNTDOWN = 1
+# The retry is due at once and held by ``held_retries`` until the run has failed: an
+# in-process worker of Celery 5.3 never ran a second countdown retry in one module.
+RETRY_COUNTDOWN = 0
 
 
 class GatedToTheEnd(ProcessDefinition):
