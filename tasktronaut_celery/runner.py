@@ -36,7 +36,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from celery import exceptions as celery_exceptions
 from celery.exceptions import Ignore
 from celery.utils.time import get_exponential_backoff_interval
 
@@ -44,19 +43,19 @@ from tasktronaut.definition import ProcessDefinition
 from tasktronaut.errors import ProcessError
 from tasktronaut.registry import resolve_definition
 from tasktronaut.runtime import Hook, Outcome, StepCall, call_hook, run_step
-from tasktronaut.sensitive import Redactor
 
 from .canvas import action_signature, settle_signature, to_signature
 from .errors import (
     CorruptPlanError,
-    SoftTimeLimitExceeded,
     StepLostError,
     WorkerCodeMismatchError,
+    describe_error,
     hook_failure,
+    naming_time_limit,
 )
 from .flow import Action, Begin, Continuation, Join, Step, continuations, entries
-from .messages import RunEnded, reject
 from .plan import Dispatch, EncodedPlan, Plan, PlannedStep, decode_plan
+from .protocol import RunEnded, reject
 from .store import RunRecord, RunState, RunStore, StepRecord, StepState, end_marker, now
 from .worker_code import code_mismatch
 
@@ -74,30 +73,6 @@ DEFAULT_MAX_DELIVERIES = 3
 # from a new one; on others every delivery of a started step counts as a
 # redelivery. The in-memory transport never redelivers.
 _FLAGGING_TRANSPORTS = frozenset({"amqp", "redis", "memory"})
-
-
-def describe_error(error: BaseException, redactor: Redactor) -> str:
-    """An error as shown in run records: ``TypeName: message``, sensitive values hidden."""
-    return redactor.text(f"{type(error).__name__}: {error}")
-
-
-def naming_time_limit(error: Exception, task: Task, step: str) -> Exception:
-    """``error``, unless it is Celery's bare soft time limit: then one naming ``step`` and the limit.
-
-    The limit is the one the worker enforced: the message's (the step's
-    ``soft_time_limit`` option), else the task's or the app's default.
-    """
-    if not isinstance(error, celery_exceptions.SoftTimeLimitExceeded) or isinstance(
-        error, SoftTimeLimitExceeded
-    ):
-        return error
-    limit = (task.request.timelimit or (None, None))[1]
-    limit = limit or task.soft_time_limit or task.app.conf.task_soft_time_limit
-    of = f" of {limit:g} s" if limit else ""
-    named = SoftTimeLimitExceeded(f"step {step} exceeded its soft time limit{of}")
-    named.__cause__ = error
-    named.__traceback__ = error.__traceback__
-    return named
 
 
 class HookFailed(Exception):
@@ -364,7 +339,7 @@ class Runner:
             self._advance(plan, run_id, Step(path), again=True)
             raise Ignore()
 
-    def settle(self, run_id: str) -> None:
+    def settle(self, task: Task, run_id: str) -> None:
         """Fire the hooks an ended run still owes, then mark it settled.
 
         Sent after a client cancelled a run, or after the worker's main process

@@ -11,7 +11,7 @@ from celery.signals import task_postrun
 
 from tasktronaut import Builder, Context, ProcessDefinition
 from tasktronaut_celery import EmbeddedBackend, ProcessCancelled
-from tasktronaut_celery.canvas import step_task_id
+from tasktronaut_celery.protocol import step_task_id
 from tests.support import wait_until
 
 HELD = 10

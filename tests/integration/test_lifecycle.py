@@ -18,7 +18,7 @@ from celery.signals import task_postrun
 
 from tasktronaut import Builder, Context, ProcessDefinition, TaskOptions
 from tasktronaut_celery import CeleryBackend, ProcessCancelled, ProcessFailed, RunState, StepState
-from tasktronaut_celery.canvas import step_task_id
+from tasktronaut_celery.protocol import step_task_id
 from tests.support import wait_until
 
 from .processes import gate_key, wait_for_gate

@@ -34,9 +34,10 @@ from tasktronaut import (
     task,
 )
 from tasktronaut_celery import CeleryBackend
-from tasktronaut_celery.canvas import BEGIN_TASK, JOIN_TASK, STEP_TASK, shape, to_signature
+from tasktronaut_celery.canvas import shape, to_signature
 from tasktronaut_celery.flow import Chain, Chord, Join, Step, actions, compile_process
 from tasktronaut_celery.plan import Plan, plan_process
+from tasktronaut_celery.protocol import BEGIN_TASK, JOIN_TASK, STEP_TASK
 
 RUN = "run-1"
 
