@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 from celery import chain, chord, group
 from celery.canvas import Signature
 
-from .flow import Action, Begin, Chain, Flow, Join, Step
-from .plan import Plan
+from .compiler import Action, Begin, Chain, Flow, Join, Step
 from .protocol import (
     BEGIN_TASK,
     JOIN_TASK,
@@ -35,6 +34,8 @@ from .stores import chords_need_member_results
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from .plan import Plan
 
 _SIGNATURE_OPTIONS = ("queue", "priority", "time_limit", "soft_time_limit")
 

@@ -13,7 +13,8 @@ import tasktronaut_celery
 from examples import user_guide
 from tasktronaut import ProcessDefinition, TasktronautError
 from tasktronaut_celery import CeleryBackend, UnsupportedAppError
-from tasktronaut_celery.plan import Dispatch, plan_process
+from tasktronaut_celery.dispatch import Dispatch
+from tasktronaut_celery.plan import plan_process
 from tasktronaut_celery.stores.memory import MemoryRunStore
 from tasktronaut_celery.stores.redis import RedisRunStore
 from tests.integration.services import redis_db

@@ -1,4 +1,4 @@
-"""The compiler and canvas: every process becomes the Celery canvas the rules of flow.py describe."""
+"""The compiler and canvas: every process becomes the Celery canvas the rules of compiler.py describe."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from tasktronaut import (
 )
 from tasktronaut_celery import CeleryBackend
 from tasktronaut_celery.canvas import shape, to_signature
-from tasktronaut_celery.flow import Chain, Chord, Join, Step, actions, compile_process
+from tasktronaut_celery.compiler import Chain, Chord, Join, Step, actions, compile_process
 from tasktronaut_celery.plan import Plan, plan_process
 from tasktronaut_celery.protocol import BEGIN_TASK, JOIN_TASK, STEP_TASK
 

@@ -20,7 +20,7 @@ from examples.user_guide import (
 from tasktronaut import Builder, Process, ProcessDefinition, TasktronautError
 from tasktronaut.registry import reference_of
 from tasktronaut_celery import ArgumentNotSerializableError, CorruptPlanError
-from tasktronaut_celery.flow import Step
+from tasktronaut_celery.compiler import Step
 from tasktronaut_celery.plan import (
     PLAN_VERSION,
     EncodedPlan,
