@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from celery import Celery
 from celery.app.defaults import DEFAULTS
 
+from tasktronaut import paths
 from tasktronaut.process import Process
 from tasktronaut.sensitive import NO_REDACTION
 
 from .canvas import settle_signature, start_signature
+from .claims import Claim
 from .errors import (
     CONNECTION_ERRORS,
     BrokerUnavailableError,
@@ -25,7 +27,7 @@ from .errors import (
 from .plan import Plan, decode_plan, encode_plan, plan_process
 from .run import Run
 from .runner import DEFAULT_MAX_DELIVERIES, Runner
-from .store import RunState, end_marker
+from .store import RunState
 from .stores import check_app, joins_chords_natively, keeps_results_in_redis, store_for
 from .worker import serve, serving
 
@@ -252,7 +254,10 @@ class CeleryBackend:
         message again.
         """
         cancelled = self.store.finish(
-            run_id, RunState.CANCELLED, error=CANCELLED_BY_CLIENT, unless_claimed=end_marker("")
+            run_id,
+            RunState.CANCELLED,
+            error=CANCELLED_BY_CLIENT,
+            unless_claimed=Claim.ended(paths.ROOT).marker,
         )
         if not cancelled:
             record = self.store.record(run_id)

@@ -30,14 +30,13 @@ from .protocol import (
     start_task_id,
     step_task_id,
 )
+from .step_options import signature_options
 from .stores import chords_need_member_results
 
 if TYPE_CHECKING:
     from celery import Celery
 
     from .plan import Plan
-
-_SIGNATURE_OPTIONS = ("queue", "priority", "time_limit", "soft_time_limit")
 
 
 def to_signature(
@@ -89,14 +88,13 @@ def action_signature(
 def step_signature(app: Celery, plan: Plan, path: str) -> Signature:
     """The signature of the step at ``path``."""
     step = plan.steps[path]
-    options: dict[str, Any] = {k: step.options[k] for k in _SIGNATURE_OPTIONS if k in step.options}
     return _signature(
         app,
         STEP_TASK,
         {"run": plan.run_id, "step": path},
         task_id=step_task_id(plan.run_id, path),
         shadow=plan.step_name(path),
-        **options,
+        **signature_options(step.options),
     )
 
 

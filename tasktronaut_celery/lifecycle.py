@@ -27,7 +27,7 @@ from tasktronaut.registry import resolve_definition
 from tasktronaut.runtime import Hook, call_hook
 
 from .claims import Claim
-from .errors import describe_error, hook_failure
+from .errors import WorkerCodeMismatchError, describe_error, hook_failure
 from .store import RunState, StepState, now
 
 if TYPE_CHECKING:
@@ -113,6 +113,22 @@ class Lifecycle:
             self.fire_failed(path, step, error)
         finally:
             self._store.settle(self._run_id)
+
+    def fail_unrunnable(self, path: str, mismatch: str) -> NoReturn:
+        """Fail the run, before anything of it runs here: this worker's code cannot run it.
+
+        ``mismatch`` says what of the plan the code lacks. The processes at
+        ``path`` are told with ``on_failed``; no step is marked.
+        """
+        error = WorkerCodeMismatchError(mismatch)
+        logger.error("run %s: %s", self._run_id, mismatch)
+        description = describe_error(error, self._plan.redactor)
+        if self._store.finish(self._run_id, RunState.FAILURE, error=description):
+            try:
+                self.fire_failed(path, "<worker code>", error)
+            finally:
+                self._store.settle(self._run_id)
+        raise error
 
     def settle(self, state: RunState) -> None:
         """Fire the end hooks that the ended run's ``state`` calls for and have not fired.

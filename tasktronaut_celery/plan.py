@@ -21,9 +21,8 @@ from typing import Any
 from kombu.serialization import dumps, loads, prepare_accept_content
 from kombu.utils.encoding import bytes_to_str
 
-from tasktronaut import paths
+from tasktronaut import Process, TaskOptions, paths
 from tasktronaut.nodes import ProcessNode, TaskNode, walk
-from tasktronaut.process import Process
 from tasktronaut.registry import reference_of
 from tasktronaut.scope import Arguments
 from tasktronaut.sensitive import Redactor
@@ -45,7 +44,7 @@ class PlannedStep:
     method: str
     description: str | None = field(repr=False)  # may quote a sensitive value
     arguments: Mapping[str, Any]
-    options: Mapping[str, Any]
+    options: TaskOptions
     completes: tuple[str, ...]
 
 
@@ -105,7 +104,7 @@ class Plan:
                 step.method,
                 step.description,
                 layers.index(step.arguments),
-                dict(step.options),
+                step.options.as_dict(),
                 list(step.completes),
             ]
             for path, step in self.steps.items()
@@ -138,7 +137,13 @@ class Plan:
             scopes = _Layers.restore(data["scopes"], sensitive)
             steps = {
                 path: PlannedStep(
-                    path, process, method, description, scopes[scope], options, tuple(completes)
+                    path,
+                    process,
+                    method,
+                    description,
+                    scopes[scope],
+                    TaskOptions(**options),
+                    tuple(completes),
                 )
                 for path, (process, method, description, scope, options, completes) in data[
                     "steps"
@@ -230,7 +235,7 @@ def plan_process(process: Process, canvas_limit: int | None = None, chords: bool
                 method=node.method,
                 description=node.description,
                 arguments=node.arguments,
-                options=node.options.as_dict(),
+                options=node.options,
                 completes=compiled.completes.get(compiler.Step(node.path), ()),
             )
     return Plan(

@@ -21,10 +21,9 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from celery.exceptions import Ignore
-from celery.utils.time import get_exponential_backoff_interval
 
 from tasktronaut.runtime import Outcome, StepCall, run_step
 
@@ -32,10 +31,11 @@ from .canvas import settle_signature
 from .compiler import Begin, Join, Step
 from .deliveries import DEFAULT_MAX_DELIVERIES, Admission, Deliveries, Verdict
 from .dispatch import Dispatcher, dispatcher
-from .errors import CorruptPlanError, WorkerCodeMismatchError, describe_error, naming_time_limit
+from .errors import CorruptPlanError, describe_error, naming_time_limit
 from .lifecycle import HookFailed, Lifecycle
 from .plan import EncodedPlan, Plan, PlannedStep, decode_plan
 from .protocol import RunEnded, reject
+from .step_options import max_retries, retry_countdown
 from .store import RunRecord, RunState, RunStore, StepRecord, StepState, now
 from .worker_code import code_mismatch
 
@@ -46,24 +46,7 @@ __all__ = ["DEFAULT_MAX_DELIVERIES", "Runner"]
 
 logger = logging.getLogger("tasktronaut.celery")
 
-CELERY_DEFAULT_RETRY_DELAY = 180.0
-CELERY_DEFAULT_BACKOFF_MAX = 600.0
 _PLAN_CACHE_SIZE = 64
-
-
-def retry_delay(options: dict[str, Any], retries: int) -> float:
-    """Seconds before retry number ``retries + 1``, following Celery's own rules."""
-    backoff = options.get("retry_backoff")
-    if backoff:
-        return float(
-            get_exponential_backoff_interval(
-                factor=1 if backoff is True else backoff,
-                retries=retries,
-                maximum=options.get("retry_backoff_max", CELERY_DEFAULT_BACKOFF_MAX),
-                full_jitter=options.get("retry_jitter", True),
-            )
-        )
-    return float(options.get("default_retry_delay", CELERY_DEFAULT_RETRY_DELAY))
 
 
 @dataclass(slots=True)
@@ -235,29 +218,39 @@ class Runner:
             lifecycle.fail_hook(failed)
         except Exception as setup_error:  # an unknown definition
             self._fail_step(known, step, record, setup_error)
-        if result.outcome is Outcome.SUCCEEDED:
-            self._store.put_step(
-                run_id, path, record.moved_to(StepState.SUCCESS, finished_at=now())
-            )
-            lifecycle.guard(path, lambda: lifecycle.complete(step.completes))
-            known.dispatch.after(Step(path))
-            return
-        assert result.error is not None
-        error = naming_time_limit(result.error, task, f"{path} ({plan.step_name(path)})")
-        if result.outcome is Outcome.CANCELLED:
+        if result.outcome is not Outcome.SUCCEEDED:
+            assert result.error is not None
+            self._record_failure(known, task, step, record, result.outcome, result.error)
+        self._store.put_step(run_id, path, record.moved_to(StepState.SUCCESS, finished_at=now()))
+        lifecycle.guard(path, lambda: lifecycle.complete(step.completes))
+        known.dispatch.after(Step(path))
+
+    def _record_failure(
+        self,
+        known: _Known,
+        task: Task,
+        step: PlannedStep,
+        record: StepRecord,
+        outcome: Outcome,
+        error: Exception,
+    ) -> NoReturn:
+        """Record an attempt that raised, then cancel the run, retry the step or fail it."""
+        plan, path = known.plan, step.path
+        error = naming_time_limit(error, task, f"{path} ({plan.step_name(path)})")
+        if outcome is Outcome.CANCELLED:
             reason = describe_error(error, plan.redactor)
             cancelled = record.moved_to(StepState.CANCELLED, finished_at=now(), error=reason)
-            self._store.put_step(run_id, path, cancelled)
-            if self._store.finish(run_id, RunState.CANCELLED, step=path, error=reason):
-                lifecycle.settle(RunState.CANCELLED)
+            self._store.put_step(plan.run_id, path, cancelled)
+            if self._store.finish(plan.run_id, RunState.CANCELLED, step=path, error=reason):
+                known.lifecycle.settle(RunState.CANCELLED)
             raise RunEnded()
-        max_retries = step.options.get("max_retries", 0)
-        if result.outcome is Outcome.RETRYABLE and task.request.retries < max_retries:
+        retries = max_retries(step.options)
+        if outcome is Outcome.RETRYABLE and task.request.retries < retries:
             retrying = record.moved_to(StepState.RETRY, error=describe_error(error, plan.redactor))
-            self._store.put_step(run_id, path, retrying)
-            countdown = retry_delay(dict(step.options), task.request.retries)
+            self._store.put_step(plan.run_id, path, retrying)
+            countdown = retry_countdown(step.options, task.request.retries)
             hidden = plan.redactor.exception(error)  # what Celery logs and sends in events
-            raise task.retry(exc=hidden, countdown=countdown, max_retries=max_retries)
+            raise task.retry(exc=hidden, countdown=countdown, max_retries=retries)
         self._fail_step(known, step, record, error)
 
     def settle(self, task: Task, run_id: str) -> None:
@@ -315,35 +308,18 @@ class Runner:
 
         A run that has ended skips the message (its end hooks fire here if the
         message is the one whose worker died while ending it); a duplicate is
-        ignored. The code check comes before anything else of the run runs here.
+        ignored. The code check comes before anything else of the run runs
+        here: it is made once per plan per worker process (the verdict is kept
+        with the plan), whichever message of the run the worker sees first.
         """
         if admission.verdict is Verdict.ENDED:
             if admission.settle is not None:
                 known.lifecycle.settle(admission.settle)
             raise RunEnded()
-        self._check_code(known, path)
+        if known.mismatch is not None:
+            known.lifecycle.fail_unrunnable(path, known.mismatch)
         if admission.verdict is Verdict.DUPLICATE:
             raise Ignore()
-
-    def _check_code(self, known: _Known, path: str) -> None:
-        """Fail the run, before anything of it runs here, if this worker's code cannot run it.
-
-        Checked once per plan per worker process (the verdict is kept with the
-        plan), whichever message of the run the worker sees first. The
-        processes at ``path`` are told with ``on_failed``; no step is marked.
-        """
-        if known.mismatch is None:
-            return
-        run_id = known.plan.run_id
-        error = WorkerCodeMismatchError(known.mismatch)
-        logger.error("run %s: %s", run_id, known.mismatch)
-        description = describe_error(error, known.plan.redactor)
-        if self._store.finish(run_id, RunState.FAILURE, error=description):
-            try:
-                known.lifecycle.fire_failed(path, "<worker code>", error)
-            finally:
-                self._store.settle(run_id)
-        raise error
 
     def _fail_step(
         self, known: _Known, step: PlannedStep, record: StepRecord, error: Exception

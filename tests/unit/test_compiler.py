@@ -788,7 +788,7 @@ def test_step_scheduling_options_become_signature_options(app: Celery) -> None:
         "queue": "cpu",
         "ignore_result": True,
     }
-    assert plan.steps["0"].options["max_retries"] == 3
+    assert plan.steps["0"].options.max_retries == 3
 
 
 def test_canvas_is_the_same_for_two_builds_with_the_same_identifier(app: Celery) -> None:
