@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from celery import Celery
 from celery.app.defaults import DEFAULTS
 
-from tasktronaut import paths
-from tasktronaut.process import Process
-from tasktronaut.sensitive import NO_REDACTION
+from tasktronaut import Process, paths
+from tasktronaut.backend import NO_REDACTION
 
 from .canvas import settle_signature, start_signature
 from .claims import Claim

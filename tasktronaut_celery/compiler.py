@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from tasktronaut.nodes import ExecutionMode, Node, ProcessNode, TaskNode
+from tasktronaut.backend import ExecutionMode, Node, ProcessNode, TaskNode
 
 
 @dataclass(frozen=True, slots=True)

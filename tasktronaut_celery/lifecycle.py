@@ -21,10 +21,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from tasktronaut import paths
-from tasktronaut.definition import ProcessDefinition
+from tasktronaut.backend import Hook, ProcessDefinition, call_hook, resolve_definition
 from tasktronaut.errors import ProcessError
-from tasktronaut.registry import resolve_definition
-from tasktronaut.runtime import Hook, call_hook
 
 from .claims import Claim
 from .errors import WorkerCodeMismatchError, describe_error, hook_failure

@@ -22,10 +22,7 @@ from kombu.serialization import dumps, loads, prepare_accept_content
 from kombu.utils.encoding import bytes_to_str
 
 from tasktronaut import Process, TaskOptions, paths
-from tasktronaut.nodes import ProcessNode, TaskNode, walk
-from tasktronaut.registry import reference_of
-from tasktronaut.scope import Arguments
-from tasktronaut.sensitive import Redactor
+from tasktronaut.backend import Arguments, ProcessNode, Redactor, TaskNode, reference_of, walk
 
 from . import compiler
 from .dispatch import Dispatch, choose

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from celery.exceptions import Ignore
 
-from tasktronaut.runtime import Outcome, StepCall, run_step
+from tasktronaut.backend import Outcome, StepCall, run_step
 
 from .canvas import settle_signature
 from .compiler import Begin, Join, Step

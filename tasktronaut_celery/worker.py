@@ -30,7 +30,7 @@ from celery.exceptions import InvalidTaskError, TimeLimitExceeded
 from celery.signals import task_revoked
 from celery.worker.request import Request
 
-from tasktronaut.sensitive import NO_REDACTION
+from tasktronaut.backend import NO_REDACTION
 
 from .canvas import name_sent_events_by_shadow
 from .errors import CorruptPlanError, describe_error
