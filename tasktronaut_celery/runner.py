@@ -78,10 +78,10 @@ class Runner:
 
     def plan(self, run_id: str, record: RunRecord | None) -> Plan:
         """The plan of the run ``record`` describes, read once per worker process."""
-        return self._read(run_id, record).plan
+        return self._read(run_id, record)[0].plan
 
-    def _read(self, run_id: str, record: RunRecord | None) -> _Known:
-        """What this worker knows of the run ``record`` describes, its plan read once.
+    def _read(self, run_id: str, record: RunRecord | None) -> tuple[_Known, RunRecord]:
+        """What this worker knows of the run ``record`` describes, and the record, which exists.
 
         Cached per run id, and checked against the run's creation time: an
         identifier enqueued again after its first run expired gets its own
@@ -91,12 +91,12 @@ class Runner:
         """
         known = self._known.get(run_id)
         if known is not None and record is not None and known.created_at == record.created_at:
-            return known
+            return known, record
         encoded = self._store.plan(run_id)
         if record is None or encoded is None:
             reject(f"run {run_id!r} does not exist (never enqueued, or expired)")
         try:
-            return self._remember(run_id, encoded, record)
+            return self._remember(run_id, encoded, record), record
         except CorruptPlanError as error:
             self._store.finish(run_id, RunState.FAILURE, error=str(error), settled=True)
             reject(f"run {run_id!r}: {error}")
@@ -116,9 +116,7 @@ class Runner:
 
     def start(self, task: Task, run_id: str) -> None:
         """Fire the process's ``on_started``, then send what opens the run."""
-        record = self._store.record(run_id)
-        known = self._read(run_id, record)
-        assert record is not None
+        known, record = self._read(run_id, self._store.record(run_id))
         admission = self._deliveries.admit_start(
             run_id, record, self._deliveries.redelivered(task)
         )
@@ -131,9 +129,7 @@ class Runner:
 
     def begin(self, task: Task, run_id: str, path: str) -> None:
         """Fire ``on_started`` of the sub-process at ``path`` before its steps start."""
-        record = self._store.record(run_id)
-        known = self._read(run_id, record)
-        assert record is not None
+        known, record = self._read(run_id, self._store.record(run_id))
         if not path or path not in known.plan.processes:
             reject(f"run {run_id}: {path!r} is not a sub-process of this run")
         redelivered = self._deliveries.redelivered(task)
@@ -145,9 +141,7 @@ class Runner:
 
     def join(self, task: Task, run_id: str, path: str) -> None:
         """Record that the block or process at ``path`` has finished."""
-        record = self._store.record(run_id)
-        known = self._read(run_id, record)
-        assert record is not None
+        known, record = self._read(run_id, self._store.record(run_id))
         plan, lifecycle = known.plan, known.lifecycle
         completes = plan.joins.get(path)
         if completes is None:
@@ -166,9 +160,8 @@ class Runner:
 
     def step(self, task: Task, run_id: str, path: str) -> None:
         """Run one attempt of the step at ``path``, record it, and send what follows."""
-        run, previous = self._store.status(run_id, path)
-        known = self._read(run_id, run)
-        assert run is not None
+        found, previous = self._store.status(run_id, path)
+        known, run = self._read(run_id, found)
         plan, lifecycle = known.plan, known.lifecycle
         step = plan.steps.get(path)
         if step is None:
@@ -266,7 +259,7 @@ class Runner:
         if not record.state.finished:
             reject(f"run {run_id!r} has not ended; there is nothing to settle")
         if record.settled_at is None:
-            self._read(run_id, record).lifecycle.settle(record.state)
+            self._read(run_id, record)[0].lifecycle.settle(record.state)
 
     def end_from_outside(
         self, run_id: str, path: str | None, state: RunState, reason: str
