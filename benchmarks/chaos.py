@@ -30,8 +30,8 @@ from tasktronaut_celery import CeleryBackend, RunError, RunState
 from tests.integration.crashing import Chaotic
 from tests.integration.load import THREADS, Shape, Started, load_workers, start_load
 from tests.integration.recorder import Recorder
-from tests.integration.services import BROKERS, EVENTS
 from tests.integration.worker_app import make_app
+from tests.services import BROKERS, EVENTS
 
 SETTLE_TIMEOUT = 120.0
 RUNS = 100

@@ -18,8 +18,8 @@ import time
 from examples import user_guide
 from tasktronaut_celery import CeleryBackend
 from tests.integration.load import load_workers
-from tests.integration.services import BROKERS
 from tests.integration.worker_app import make_app
+from tests.services import BROKERS
 
 WARM_UP = 5
 

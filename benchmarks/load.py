@@ -25,8 +25,8 @@ from celery.signals import before_task_publish
 
 from tasktronaut_celery import CeleryBackend
 from tests.integration.load import RUNS, THREADS, WORKERS, load_workers, settle, start_load
-from tests.integration.services import BROKERS, redis_db
 from tests.integration.worker_app import make_app
+from tests.services import BROKERS, redis_db
 
 STATS_URL = redis_db(7)
 MESSAGES_KEY = "bench:load:messages"

@@ -77,7 +77,8 @@ class _BuildState:
             known = ", ".join(sorted(self.read)) or "none"
             problem = (
                 f"unknown option: no builder.option() call of this build read it (options"
-                f" read: {known}; one read only under another option that is off is unread)"
+                f" read: {known}); if it is read only when another option is on, read every"
+                " option before branching on any"
             )
             raise InvalidArgumentsError(process, dict.fromkeys(map(str, unread), problem))
 

@@ -34,3 +34,8 @@ def ancestors(path: str) -> Iterator[str]:
 def depth(path: str) -> int:
     """How deep ``path`` lies: 0 for the root, 1 for its children, and so on."""
     return path.count(".") + 1 if path else 0
+
+
+def within(path: str, ancestor: str) -> bool:
+    """Whether the node at ``path`` lies inside the one at ``ancestor`` (every node is in the root)."""
+    return not ancestor or path.startswith(f"{ancestor}.")

@@ -23,7 +23,7 @@ from .errors import (
     UnsafeSerializerWarning,
     describe_error,
 )
-from .plan import Plan, decode_plan, encode_plan, plan_process
+from .plan import EncodedPlan, Plan, decode_plan, encode_plan, plan_process
 from .run import Run
 from .runner import DEFAULT_MAX_DELIVERIES, Runner
 from .store import RunState
@@ -251,7 +251,15 @@ class CeleryBackend:
         it ends SUCCESS. Cancelling again a cancelled run whose hooks have not
         fired (the message asking a worker to fire them was lost) sends that
         message again.
+
+        The plan is read before the run is marked cancelled, so a plan that
+        cannot be read (:class:`CorruptPlanError`) leaves the run as it was
+        rather than cancelled with nobody told to fire its hooks.
         """
+        encoded = self.store.plan(run_id)
+        if encoded is None:
+            return False
+        root = self._decode_plan(encoded).root.name
         cancelled = self.store.finish(
             run_id,
             RunState.CANCELLED,
@@ -262,7 +270,6 @@ class CeleryBackend:
             record = self.store.record(run_id)
             if record is None or record.state is not RunState.CANCELLED or record.settled_at:
                 return False
-        root = self._load_plan(run_id).root.name
         settle_signature(self.app, run_id, root, self.control_queue, cancel=True).apply_async()
         return cancelled
 
@@ -270,7 +277,11 @@ class CeleryBackend:
         encoded = self.store.plan(run_id)
         if encoded is None:
             raise RunNotFoundError(f"run {run_id!r} does not exist (never enqueued, or expired)")
-        return decode_plan(encoded, self.app.conf.accept_content)
+        return self._decode_plan(encoded)
+
+    def _decode_plan(self, encoded: EncodedPlan) -> Plan:
+        """The plan as clients read it: without argument types, which only workers need."""
+        return decode_plan(encoded, self.app.conf.accept_content, typed_values=False)
 
 
 def backend_for(app: Celery) -> CeleryBackend | None:

@@ -184,19 +184,23 @@ def name_sent_events_by_shadow(app: Celery) -> None:
     tasks' messages are sent unchanged.
     """
     amqp = app.amqp
-    send: Callable[..., Any] | None = None
+    existing = vars(amqp).get("send_task_message")  # set by the user or an instrumentation
+    if getattr(existing, "names_sent_events_by_shadow", False):
+        return  # a backend created on this app before has wrapped it already
+    send: Callable[..., Any] | None = existing
 
     def send_task_message(
         producer: Any, name: str, message: Any, *args: Any, **options: Any
     ) -> Any:
         nonlocal send
-        if send is None:
+        if send is None:  # Celery's own, built when first used, from the app's settings then
             send = amqp._create_task_sender()
         shadow = message.headers.get("shadow")
         if name in RUNNER_TASKS and shadow and message.sent_event is not None:
             message.sent_event["name"] = shadow
         return send(producer, name, message, *args, **options)
 
+    send_task_message.names_sent_events_by_shadow = True  # type: ignore[attr-defined]
     amqp.send_task_message = send_task_message
 
 

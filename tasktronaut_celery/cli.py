@@ -52,7 +52,9 @@ EXIT_CANCELLED = 3
 EXIT_INTERRUPTED = 130
 _ENDED_EXIT_CODES = {RunState.FAILURE: EXIT_FAILED, RunState.CANCELLED: EXIT_CANCELLED}
 
-FAILURE_SIGNAL_TIMEOUT = 1.0
+# How long to wait, once a run has failed, for the failing task's signal to bring its
+# traceback (it comes just after the run ends; a busy machine can be slow).
+FAILURE_SIGNAL_TIMEOUT = 5.0
 
 # Where a traceback's frames are Celery's and Tasktronaut's, not the user's.
 _LIBRARY_DIRECTORIES = tuple(
@@ -324,8 +326,12 @@ def follow(
                     click.echo(f"Follow it again with: {shlex.join(command)}", err=True)
                 sys.exit(EXIT_FAILED)
         except KeyboardInterrupt:
-            handle.cancel()
-            click.echo("Interrupted: the run was cancelled.", err=True)
+            if handle.cancel():
+                click.echo("Interrupted: the run was cancelled.", err=True)
+            elif (state := handle.state).finished:
+                click.echo(f"Interrupted: the run had already ended ({state.value}).", err=True)
+            else:  # its top-level process is completing: the cancel lost to it
+                click.echo("Interrupted: the run was completing; it was not cancelled.", err=True)
             sys.exit(EXIT_INTERRUPTED)
         sys.exit(conclude(handle, time.monotonic() - started, frames))
 

@@ -50,7 +50,7 @@ class Verdict(enum.Enum):
     DUPLICATE = "duplicate"
     """Ignore it: another message does, or did, what it asks."""
     PASS_ON = "pass on"
-    """Its step succeeded before: only send on what follows it."""
+    """Its step succeeded before: do not run it again, only complete and send on what follows."""
     LOST = "lost"
     """Its step's worker was lost too often: fail the step."""
 

@@ -20,7 +20,7 @@ They hang under Tasktronaut's root error::
         └── ProcessCancelled                  the run was cancelled
 
 and ``UnsafeSerializerWarning`` (a ``UserWarning``) is issued for an app that
-accepts pickle. ``SoftTimeLimitExceeded`` is Celery's, naming the step and its limit.
+accepts pickle. ``SoftTimeLimitExceeded`` subclasses Celery's, naming the step and its limit.
 """
 
 from __future__ import annotations

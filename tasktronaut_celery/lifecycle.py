@@ -4,10 +4,12 @@ Each hook is claimed in the run store before it is called (a
 :class:`~tasktronaut_celery.claims.Claim`),
 so it fires once per process per run. ``on_started`` has a claim of its own;
 the three end hooks share one claim per process (``Claim.ended``), so each
-process gets exactly one of ``on_completed``, ``on_failed`` and
-``on_cancelled``. A process's last step claims its end only while the run is
-under way, and a client's cancel loses to the top-level process's completion
-once that is claimed.
+process gets at most one of ``on_completed``, ``on_failed`` and
+``on_cancelled``. ``on_started`` and a process's last step claim theirs only
+while the run is under way, and the run's end fires its hook for every process
+that started and has not ended: so every process that started gets exactly one
+end hook. A client's cancel loses to the top-level process's completion once
+that is claimed.
 
 *Settling* a run means one thing here: firing the end hooks an ended run still
 owes (``on_cancelled`` after a cancel, ``on_failed`` after a failure), then
@@ -26,6 +28,7 @@ from tasktronaut.errors import ProcessError
 
 from .claims import Claim
 from .errors import WorkerCodeMismatchError, describe_error, hook_failure
+from .protocol import RunEnded
 from .store import RunState, StepState, now
 
 if TYPE_CHECKING:
@@ -59,7 +62,11 @@ class Lifecycle:
         self._claimed: set[Claim] = set()
 
     def start_processes(self, path: str) -> None:
-        """Fire ``on_started`` of each process containing ``path`` not yet started, outermost first."""
+        """Fire ``on_started`` of each process containing ``path`` not yet started, outermost first.
+
+        Raises :class:`~tasktronaut_celery.protocol.RunEnded` if the run has
+        ended: a process does not start once its end hooks may have been fired.
+        """
         for process in reversed(self._plan.lineage(path)):
             self._fire_once("on_started", process, self._run_id)
 
@@ -75,6 +82,8 @@ class Lifecycle:
         plan = self._plan
         try:
             work()
+        except RunEnded:
+            raise
         except HookFailed as failed:
             self.fail_hook(failed)
         except Exception as error:  # e.g. a definition this worker does not know
@@ -108,7 +117,7 @@ class Lifecycle:
             return
         try:
             self.end_retries()
-            self.fire_failed(path, step, error)
+            self.fire_ended(path, "on_failed", step, error)
         finally:
             self._store.settle(self._run_id)
 
@@ -123,7 +132,7 @@ class Lifecycle:
         description = describe_error(error, self._plan.redactor)
         if self._store.finish(self._run_id, RunState.FAILURE, error=description):
             try:
-                self.fire_failed(path, "<worker code>", error)
+                self.fire_ended(path, "on_failed", "<worker code>", error)
             finally:
                 self._store.settle(self._run_id)
         raise error
@@ -135,53 +144,70 @@ class Lifecycle:
         """
         try:
             self.end_retries()
+            record = self._store.record(self._run_id)
+            path = (record.step if record else None) or paths.ROOT
             if state is RunState.CANCELLED:
-                self._fire_cancelled()
+                self.fire_ended(path, "on_cancelled")
             elif state is RunState.FAILURE:
-                record = self._store.record(self._run_id)
-                path = (record.step if record else None) or paths.ROOT
                 step = self._plan.steps.get(path)
                 name = step.method if step else f"<{path or 'start'}>"
                 error = ProcessError((record.error if record else None) or "the run failed")
-                self.fire_failed(path, name, error)
+                self.fire_ended(path, "on_failed", name, error)
         finally:
             self._store.settle(self._run_id)
 
-    def fire_failed(self, path: str, step: str, error: Exception) -> None:
-        """Fire ``on_failed`` once for each process from ``path`` up to the root."""
-        for process in self._plan.lineage(path):
-            try:
-                self._fire_once("on_failed", process, self._run_id, step, error)
-            except Exception:
-                name = self._plan.processes[process].name
-                logger.exception("run %s: on_failed of %s not called", self._run_id, name)
+    def fire_ended(self, path: str, hook: Hook, *args: Any) -> None:
+        """Fire the end ``hook`` once for each process the run's end leaves unended.
 
-    def _fire_cancelled(self) -> None:
-        """Fire ``on_cancelled`` once for the root and each started, unended sub-process."""
+        These are the processes from ``path`` (where the run failed or was
+        cancelled) up to the root, and every other process that started and
+        has not ended: a sub-process still running, or whose next steps will
+        never start. Each process's hook fires after those of the processes
+        inside it; ``path``'s own processes go before their siblings. The
+        processes share their ``Claim.ended`` with ``on_completed``, so a
+        process's last step finishing meanwhile does not end it twice. A hook
+        that raises is logged, and the others still fire.
+        """
         claims = [Claim.parse(marker) for marker in self._store.claimed(self._run_id)]
         started = {c.subject for c in claims if c is not None and c.kind == "started"}
         ended = {c.subject for c in claims if c is not None and c.kind == "ended"}
-        under_way = (started - ended) | {paths.ROOT}
-        for path in sorted(under_way, key=lambda p: (-paths.depth(p), -len(p), p)):
-            self._fire_once("on_cancelled", path, self._run_id)
+        lineage = self._plan.lineage(path)
+        unended = (started - ended).difference(lineage)
+        for outer in lineage:
+            inside = sorted((p for p in unended if paths.within(p, outer)), key=_innermost_first)
+            unended.difference_update(inside)
+            for process in (*inside, outer):
+                try:
+                    self._fire_once(hook, process, self._run_id, *args)
+                except Exception:
+                    name = self._plan.processes[process].name
+                    logger.exception("run %s: %s of %s failed", self._run_id, hook, name)
 
     def _fire_once(self, hook: Hook, process: str, *args: Any) -> None:
         """Call ``hook`` of ``process`` if this call wins its claim in the run store.
 
-        ``on_completed`` claims the process's end only while the run is under
-        way: a step that finishes after a cancel or a failure completes
-        nothing. A raising ``on_started`` or ``on_completed`` raises
-        :class:`HookFailed`.
+        ``on_started`` has its own claim; the end hooks share the process's
+        ``Claim.ended``. ``on_started`` and ``on_completed`` are claimed only
+        while the run is under way, in the same store operation that checks
+        it: a step that finishes after a cancel or a failure completes nothing,
+        and a process reached after it does not start (this raises
+        :class:`~tasktronaut_celery.protocol.RunEnded`), so every process that
+        started is among those the run's end finds started. A raising
+        ``on_started`` or ``on_completed`` raises :class:`HookFailed`.
         """
         claim = Claim.started(process) if hook == "on_started" else Claim.ended(process)
         if claim in self._claimed:
             return  # this worker process has seen it claimed: no need to ask the store
-        completing = hook == "on_completed"
-        won = self._store.claim(self._run_id, claim.marker, unless_ended=completing)
-        if won or not completing:
-            self._claimed.add(claim)  # a completion that lost to the run's end left it unclaimed
-        if not won:
+        under_way_only = hook in ("on_started", "on_completed")
+        if not self._store.claim(self._run_id, claim.marker, unless_ended=under_way_only):
+            if hook == "on_started":
+                record = self._store.record(self._run_id)
+                if record is None or record.state.finished:
+                    raise RunEnded()
+            if hook != "on_completed":  # a completion that lost to the run's end left it unclaimed
+                self._claimed.add(claim)
             return
+        self._claimed.add(claim)
         definition = self.definition(process)
         try:
             call_hook(definition, hook, *args, redactor=self._plan.redactor)
@@ -217,6 +243,10 @@ class Lifecycle:
         reason = f"not retried: {why}; last attempt: {step.error}"
         ended = step.moved_to(StepState.CANCELLED, finished_at=now(), error=reason)
         self._store.put_step_if(self._run_id, path, ended, step)
+
+
+def _innermost_first(path: str) -> tuple[int, int, str]:
+    return (-paths.depth(path), -len(path), path)
 
 
 def hook_name(error: Exception) -> str:

@@ -9,7 +9,9 @@ with the app's own task serializer (JSON by default, which kombu extends to
 same types a message would have given them, and only content types the app
 accepts are ever decoded. Models, enums and dataclasses are stored as their
 type and value, and dicts a decoder would misread are escaped: see
-:mod:`tasktronaut_celery.values`.
+:mod:`tasktronaut_celery.values`. Enqueue reads every layer of arguments back
+before anything is stored, so a value that would reach its step as anything but
+what the build made is refused there, not found out on a worker.
 """
 
 from __future__ import annotations
@@ -94,7 +96,9 @@ class Plan:
 
     def to_data(self) -> dict[str, Any]:
         """The plan as plain data; each layer of arguments is stored once, however shared."""
-        layers = _Layers()
+        return self._data(_Layers())
+
+    def _data(self, layers: _Layers) -> dict[str, Any]:
         steps = {
             path: [
                 step.process,
@@ -119,8 +123,12 @@ class Plan:
         }
 
     @classmethod
-    def from_data(cls, data: Any) -> Plan:
-        """The plan :meth:`to_data` produced; :class:`CorruptPlanError` if it is not one."""
+    def from_data(cls, data: Any, typed_values: bool = True) -> Plan:
+        """The plan :meth:`to_data` produced; :class:`CorruptPlanError` if it is not one.
+
+        Without ``typed_values``, argument values of a model, enum or dataclass
+        stay their JSON dumps: see :func:`decode_plan`.
+        """
         try:
             if data["version"] != PLAN_VERSION:
                 raise ValueError(f"plan version {data['version']!r}, expected {PLAN_VERSION}")
@@ -131,7 +139,7 @@ class Plan:
             sensitive = frozenset(data.get("sensitive", ()))  # absent from older plans
             if not all(isinstance(name, str) for name in sensitive):
                 raise TypeError("sensitive argument names are not all strings")
-            scopes = _Layers.restore(data["scopes"], sensitive)
+            scopes = _Layers.restore(data["scopes"], sensitive, typed_values)
             steps = {
                 path: PlannedStep(
                     path,
@@ -178,31 +186,36 @@ class _Layers:
     """Argument layers numbered in the order stored, each parent before its children.
 
     Each layer's values are stored as :func:`~tasktronaut_celery.values.encode_value`
-    makes them, the layer itself being a dict of them.
+    makes them, the layer itself being a dict of them; ``built`` holds the values
+    themselves, layer by layer, for :func:`encode_plan` to compare.
     """
 
     def __init__(self) -> None:
         self.stored: list[list[Any]] = []
+        self.built: list[Mapping[str, Any]] = []
         self._numbers: dict[int, int] = {}
 
     def index(self, arguments: Mapping[str, Any]) -> int:
         number = self._numbers.get(id(arguments))
         if number is None:
+            parent_number = None
+            own = arguments
             if isinstance(arguments, Arguments):
                 parent = arguments.parent
                 parent_number = None if parent is None else self.index(parent)
-                layer = [parent_number, encode_value(dict(arguments.own))]
-            else:
-                layer = [None, encode_value(dict(arguments))]
+                own = arguments.own
             number = self._numbers[id(arguments)] = len(self.stored)
-            self.stored.append(layer)
+            self.stored.append([parent_number, encode_value(dict(own))])
+            self.built.append(own)
         return number
 
     @staticmethod
-    def restore(stored: list[list[Any]], sensitive: frozenset[str]) -> list[Arguments]:
+    def restore(
+        stored: list[list[Any]], sensitive: frozenset[str], typed: bool
+    ) -> list[Arguments]:
         layers: list[Arguments] = []
         for parent, stored_own in stored:
-            own = decode_value(stored_own)
+            own = decode_value(stored_own, typed)
             if parent is not None and not 0 <= parent < len(layers):
                 raise ValueError(f"argument layer {len(layers)} has no parent {parent}")
             if not isinstance(own, dict):
@@ -256,48 +269,118 @@ class EncodedPlan:
 
 
 def encode_plan(plan: Plan, serializer: str) -> EncodedPlan:
-    """Serialize ``plan``; if an argument cannot be, name the step and the argument."""
+    """Serialize ``plan`` and read its arguments back: they must equal what the build made.
+
+    If an argument cannot be serialized, or would reach its step as another
+    value (tuples turning into lists aside), the error names the step and the
+    argument. Each layer of arguments is read back once, however many steps
+    share it.
+    """
+    layers = _Layers()
     try:
-        content_type, content_encoding, body = dumps(plan.to_data(), serializer=serializer)
+        encoded = _serialized(plan._data(layers), serializer)
+        read = _read(encoded, [encoded.content_type])["scopes"]
     except Exception as error:
-        raise _unserializable(plan, serializer, error) from None
+        raise _refused(plan, serializer, error) from None
+    for (_, stored_own), built in zip(read, layers.built, strict=True):
+        if not _arrives_equal(stored_own, built):
+            raise _refused(plan, serializer, None)
+    return encoded
+
+
+def decode_plan(
+    encoded: EncodedPlan, accept: Iterable[str] | None, *, typed_values: bool = True
+) -> Plan:
+    """The plan in ``encoded``, refusing content types the app does not accept.
+
+    ``accept`` is the app's ``accept_content`` (serializer names or content types).
+    Workers, which pass arguments to steps, rebuild models, enums and
+    dataclasses and need their types imported. Clients, which only show or
+    cancel a run, read it without ``typed_values``: those arguments stay their
+    JSON dumps, and no argument type is needed.
+    """
+    try:
+        data = _read(encoded, accept)
+    except Exception as error:
+        raise CorruptPlanError(f"stored plan cannot be decoded: {error!r}") from None
+    return Plan.from_data(data, typed_values)
+
+
+def _serialized(data: Any, serializer: str) -> EncodedPlan:
+    content_type, content_encoding, body = dumps(data, serializer=serializer)
     if isinstance(body, str):
         body = body.encode(content_encoding if content_encoding != "binary" else "utf-8")
     return EncodedPlan(content_type, content_encoding, body)
 
 
-def decode_plan(encoded: EncodedPlan, accept: Iterable[str] | None) -> Plan:
-    """The plan in ``encoded``, refusing content types the app does not accept.
-
-    ``accept`` is the app's ``accept_content`` (serializer names or content types).
-    """
+def _read(encoded: EncodedPlan, accept: Iterable[str] | None) -> Any:
     accepted = prepare_accept_content(accept) if accept is not None else None
     body: Any = encoded.body
     if encoded.content_encoding != "binary":
         body = bytes_to_str(body)
+    return loads(body, encoded.content_type, encoded.content_encoding, accept=accepted)
+
+
+def _arrives_equal(stored: Any, built: Any) -> bool:
+    """Whether ``stored``, as read back, decodes to a value equal to ``built``."""
     try:
-        data = loads(body, encoded.content_type, encoded.content_encoding, accept=accepted)
-    except Exception as error:
-        raise CorruptPlanError(f"stored plan cannot be decoded: {error!r}") from None
-    return Plan.from_data(data)
+        return bool(_as_sent(decode_value(stored)) == _as_sent(built))
+    except Exception:
+        return False
 
 
-def _unserializable(plan: Plan, serializer: str, error: Exception) -> ArgumentNotSerializableError:
+def _as_sent(value: Any) -> Any:
+    """``value`` with its tuples as lists, as most serializers send them."""
+    if isinstance(value, dict):
+        return {key: _as_sent(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_sent(item) for item in value]
+    return value
+
+
+def _refused(plan: Plan, serializer: str, error: Exception | None) -> ArgumentNotSerializableError:
+    """The error naming the first argument that cannot be serialized or arrives different."""
+    seen: set[int] = set()
     for path, step in plan.steps.items():
-        for name, value in step.arguments.items():
-            try:
-                dumps(encode_value(value), serializer=serializer)
-            except Exception as problem:
-                return ArgumentNotSerializableError(
-                    plan.redactor.text(
-                        f"{plan.root.name}: step {path} ({plan.step_name(path)}): argument "
-                        f"{name!r} ({type(value).__qualname__}) cannot be serialized with the "
-                        f"app's {serializer!r} serializer: {problem}; nothing was sent"
+        arguments: Mapping[str, Any] | None = step.arguments
+        while arguments is not None and id(arguments) not in seen:
+            seen.add(id(arguments))
+            own = arguments.own if isinstance(arguments, Arguments) else arguments
+            for name, value in own.items():
+                problem = _round_trip_problem(plan.redactor, name, value, serializer)
+                if problem is not None:
+                    return ArgumentNotSerializableError(
+                        plan.redactor.text(
+                            f"{plan.root.name}: step {path} ({plan.step_name(path)}): argument "
+                            f"{name!r} ({type(value).__qualname__}) {problem}; nothing was sent"
+                        )
                     )
-                )
+            arguments = arguments.parent if isinstance(arguments, Arguments) else None
+    reason = "it does not decode to the arguments it was built with" if error is None else error
     return ArgumentNotSerializableError(
         plan.redactor.text(
-            f"{plan.root.name}: the plan cannot be serialized with {serializer!r}: {error}; "
+            f"{plan.root.name}: the plan cannot be serialized with {serializer!r}: {reason}; "
             "nothing was sent"
         )
     )
+
+
+def _round_trip_problem(redactor: Redactor, name: str, value: Any, serializer: str) -> str | None:
+    """Why ``value`` of argument ``name`` would not reach its step as itself, if it would not.
+
+    What it would arrive as is shown as :meth:`Redactor.shown` shows it: it may
+    be derived from a sensitive value without being equal to it.
+    """
+    try:
+        encoded = _serialized(encode_value(value), serializer)
+    except Exception as problem:
+        return f"cannot be serialized with the app's {serializer!r} serializer: {problem}"
+    survive = f"does not survive the round trip on the app's {serializer!r} serializer"
+    try:
+        arrived = decode_value(_read(encoded, [encoded.content_type]))
+    except Exception as problem:
+        shown = type(problem).__name__ if name in redactor.names else problem
+        return f"{survive}: it cannot be read back ({shown})"
+    if _as_sent(arrived) != _as_sent(value):
+        return f"{survive}: it arrives as {redactor.shown(name, arrived)}"
+    return None

@@ -172,11 +172,9 @@ class Runner:
         if admission.verdict is Verdict.ENDED and previous is not None:
             lifecycle.end_retry(path, previous, run)  # its retry arrived too late
         self._act(known, admission, path)
-        if admission.verdict is Verdict.PASS_ON:  # its first delivery may not have sent on
-            known.dispatch.after(Step(path), again=True)
-            if known.dispatch.celery_sends_rest:
-                return  # Celery sends the rest of the chain when the task returns
-            raise Ignore()
+        if admission.verdict is Verdict.PASS_ON:
+            self._pass_on(known, step, redelivered)
+            return
         if admission.verdict is Verdict.LOST:
             assert previous is not None
             assert admission.lost is not None
@@ -206,6 +204,9 @@ class Runner:
                 redactor=plan.redactor,
             )
             result = run_step(call)
+        except RunEnded:  # its process could not start: the run ended meanwhile
+            self._store.put_step(run_id, path, StepRecord(StepState.SKIPPED))
+            raise
         except HookFailed as failed:  # the step never ran: it shows SKIPPED, like the rest
             self._store.put_step(run_id, path, StepRecord(StepState.SKIPPED))
             lifecycle.fail_hook(failed)
@@ -217,6 +218,28 @@ class Runner:
         self._store.put_step(run_id, path, record.moved_to(StepState.SUCCESS, finished_at=now()))
         lifecycle.guard(path, lambda: lifecycle.complete(step.completes))
         known.dispatch.after(Step(path))
+
+    def _pass_on(self, known: _Known, step: PlannedStep, redelivered: bool) -> None:
+        """Complete and send on what follows a succeeded step, as its first delivery may not have.
+
+        A message delivered again (its worker was lost) completes the processes
+        the step ends, as the first delivery may have died before or while
+        completing them: hooks already claimed do not fire again, and a run
+        whose top-level process had claimed its end ends SUCCESS (else it
+        would stay RUNNING, and could not be cancelled either). A duplicate
+        (not redelivered) leaves that to the message under way.
+
+        Dispatching workers send the successors that have not started, and the
+        message is ignored. In a Celery canvas, Celery sends the rest of a
+        chain, or counts a chord member, when the task returns: Redis counts
+        each member once, and a duplicate of a step that has started is ignored.
+        """
+        lifecycle = known.lifecycle
+        if redelivered:
+            lifecycle.guard(step.path, lambda: lifecycle.complete(step.completes))
+        known.dispatch.after(Step(step.path), again=True)
+        if not known.dispatch.celery_sends_rest:
+            raise Ignore()
 
     def _record_failure(
         self,

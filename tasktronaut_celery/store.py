@@ -10,6 +10,7 @@ wins), and each lifecycle hook is *claimed* once per process per run.
 from __future__ import annotations
 
 import enum
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -104,13 +105,23 @@ class StepRecord:
     error: str | None = None
     deliveries: int = 1
 
-    def to_json(self) -> dict[str, Any]:
-        """The record as JSON-ready data."""
-        return {**asdict(self), "state": self.state.value}
+    def encode(self) -> str:
+        """The record as every store keeps it: JSON, the same text for equal records.
+
+        Stores compare-and-set a step on this text (:meth:`RunStore.put_step_if`),
+        so it is a stored format: exactly the text earlier versions wrote (fields
+        in declaration order, ``json.dumps``'s default separators). So during an
+        upgrade a new worker still matches the records old workers wrote for the
+        runs in flight, and does not drop their retries and redeliveries as
+        "started by another message". Changing this text, a new field included,
+        would need stores that also match the old text until those runs end.
+        """
+        return json.dumps({**asdict(self), "state": self.state.value})
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> StepRecord:
-        """The record :meth:`to_json` produced."""
+    def decode(cls, text: str | bytes) -> StepRecord:
+        """The record :meth:`encode` gave (any JSON spelling of it: order and spacing are free)."""
+        data = json.loads(text)
         return cls(**{**data, "state": StepState(data["state"])})
 
     def moved_to(self, state: StepState, **changes: Any) -> StepRecord:
@@ -160,7 +171,8 @@ class RunStore(ABC):
         ``settled`` says that nothing remains to be done for the run's end.
         ``unless_claimed`` is a marker that, once claimed, keeps the run from
         being ended here: a client's cancel loses to the top-level process's
-        completion once that has claimed :func:`end_marker` ``("")``.
+        completion once that has claimed its end
+        (:meth:`Claim.ended <tasktronaut_celery.claims.Claim.ended>` of the root).
         """
 
     @abstractmethod
@@ -210,29 +222,6 @@ class RunStore(ABC):
     @abstractmethod
     def steps(self, run_id: str) -> dict[str, StepRecord]:
         """The records of every step that has started, by path."""
-
-
-UNFINISHED_STATES = (RunState.PENDING.value, RunState.RUNNING.value)
-
-
-def end_marker(process: str) -> str:
-    """The claim of the process at path ``process``'s end: one terminal hook fires for it.
-
-    Whoever claims it fires ``on_completed``, ``on_failed`` or
-    ``on_cancelled``; nothing else ends that process.
-    """
-    return f"ended:{process}"
-
-
-def finished_fields(
-    state: RunState, step: str | None, error: str | None, settled: bool
-) -> dict[str, Any]:
-    """The columns a database store sets when a run ends."""
-    finished_at = now()
-    fields = {"state": state.value, "finished_at": finished_at, "step": step, "error": error}
-    if settled:
-        fields["settled_at"] = finished_at
-    return fields
 
 
 def now() -> float:

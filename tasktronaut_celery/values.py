@@ -8,7 +8,10 @@ walked, and after it is decoded walked back:
 * a pydantic model, an ``Enum`` member or a dataclass instance, which
   ``expected_arguments`` coerces into, is stored as
   ``{"__tasktronaut__": "typed", "type": "module:QualName", "value": <its pydantic
-  JSON dump>}`` and validated back into that type;
+  JSON dump>}`` and validated back into that type (the dump is by alias and
+  leaves computed fields out, as validation expects; what still comes back
+  different, such as a ``SecretStr`` pydantic dumps masked, is refused at enqueue
+  by :func:`~tasktronaut_celery.plan.encode_plan`);
 * a dict with a ``__type__`` or ``__tasktronaut__`` key is stored as
   ``{"__tasktronaut__": "dict", "items": [[key, value], ...]}``, so no decoder
   reads it as anything but a dict;
@@ -16,7 +19,9 @@ walked, and after it is decoded walked back:
 
 A stored type is looked up among the modules this Python process has imported,
 never imported on the plan's say-so (as definitions are: see
-:mod:`tasktronaut.registry`), and must be a model, an enum or a dataclass.
+:mod:`tasktronaut.registry`), and must be a model, an enum or a dataclass. Only
+workers, which pass the values to steps, need the types: a client that shows or
+cancels a run decodes without them, each such value staying its JSON dump.
 """
 
 from __future__ import annotations
@@ -55,21 +60,27 @@ def encode_value(value: Any) -> Any:
     return value
 
 
-def decode_value(data: Any) -> Any:
-    """The value :func:`encode_value` stored; ``CorruptPlanError`` for an unknown type."""
+def decode_value(data: Any, typed: bool = True) -> Any:
+    """The value :func:`encode_value` stored; ``CorruptPlanError`` for an unknown type.
+
+    Without ``typed``, models, enums and dataclasses are left as their JSON
+    dumps and no type is looked up.
+    """
     if isinstance(data, dict):
         kind = data.get(MARKER)
         if kind == "dict":
-            return {key: decode_value(value) for key, value in data["items"]}
+            return {key: decode_value(value, typed) for key, value in data["items"]}
         if kind == "typed":
-            return _validate(data["type"], data["value"])
+            if typed:
+                return _validate(data["type"], data["value"])
+            return decode_value(data["value"], typed)
         if kind is not None:
             raise ValueError(f"unknown stored value kind {kind!r}")
-        return {k: decode_value(v) for k, v in data.items()}
+        return {k: decode_value(v, typed) for k, v in data.items()}
     if isinstance(data, list):
-        return [decode_value(item) for item in data]
+        return [decode_value(item, typed) for item in data]
     if isinstance(data, tuple):
-        return tuple(decode_value(item) for item in data)
+        return tuple(decode_value(item, typed) for item in data)
     return data
 
 
@@ -91,8 +102,10 @@ def _reference(cls: type) -> str:
 
 
 def _dump(value: object) -> Any:
-    # The dump is plain JSON data, but a dict in it may still look like kombu's markers.
-    return encode_value(adapter(type(value)).dump_python(value, mode="json"))
+    # What validation reads back: field aliases, no computed fields. The dump is
+    # plain JSON data, but a dict in it may still look like kombu's markers.
+    dump = adapter(type(value)).dump_python(value, mode="json", by_alias=True, round_trip=True)
+    return encode_value(dump)
 
 
 def _validate(reference: str, stored: Any) -> Any:

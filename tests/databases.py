@@ -13,9 +13,7 @@ import os
 import uuid
 from urllib.parse import urlparse
 
-SERVER_URL = os.environ.get(
-    "TASKTRONAUT_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-)
+from tests.services import POSTGRES_URL
 
 
 @functools.cache
@@ -23,7 +21,7 @@ def postgres_url() -> str:
     """The URL of this session's fresh database (created on first call)."""
     import psycopg2
 
-    server = urlparse(SERVER_URL)
+    server = urlparse(POSTGRES_URL)
     name = f"tasktronaut_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     connect = functools.partial(
         psycopg2.connect,

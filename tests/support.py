@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 
 import pytest
 from celery import Celery
+from kombu import Connection
 from kombu.exceptions import OperationalError
 
-from tests.integration.services import answers
+from tests.services import answers
 
 T = TypeVar("T")
 
@@ -70,6 +71,13 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str) -> T:
             pytest.fail(f"{what}: not within {timeout} s")
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
+
+
+def empty_queues(connection: Connection, queues: list[str]) -> None:
+    """Declare ``queues`` (durable) on ``connection``'s broker and purge them."""
+    for queue in queues:
+        connection.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False)
+        connection.default_channel.queue_purge(queue)
 
 
 @contextmanager

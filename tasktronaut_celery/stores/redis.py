@@ -11,13 +11,19 @@ across workers, and no-ops on a run that does not exist (or has expired).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from typing_extensions import override
 
 from ..plan import EncodedPlan
 from ..store import RunRecord, RunState, RunStore, StepRecord, now, to_moment
+
+# Lua: ``ended[state]`` is true for the states in which a run has ended.
+_ENDED = (
+    "local ended = {"
+    + ", ".join(f"['{state.value}'] = true" for state in RunState if state.finished)
+    + "}\n"
+)
 
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -39,11 +45,11 @@ return 1
 
 # KEYS: run, claims. ARGV: state, time, "=step", "=error" ('' for none), '1' to settle,
 # "=marker" that must not be claimed ('' for none).
-_FINISH = """
+_FINISH = (
+    _ENDED
+    + """
 local state = redis.call('HGET', KEYS[1], 'state')
-if (not state) or state == 'SUCCESS' or state == 'FAILURE' or state == 'CANCELLED' then
-    return 0
-end
+if (not state) or ended[state] then return 0 end
 if ARGV[6] ~= '' and redis.call('HEXISTS', KEYS[2], string.sub(ARGV[6], 2)) == 1 then
     return 0
 end
@@ -53,17 +59,19 @@ if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error', string.sub(ARGV[4], 2
 if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'settled_at', ARGV[2]) end
 return 1
 """
+)
 
 # KEYS: run, target hash, then every other key of the run (to refresh their expiry).
 # ARGV: mode ('always', 'once': only a new field, 'open': only a new field while the
 # run has not ended, 'if': only if the field's value is ARGV[5], '' for none), field,
 # value, seconds to expire, expected value.
-_HSET_IF_RUN = """
+_HSET_IF_RUN = (
+    _ENDED
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local written
 if ARGV[1] == 'open' then
-    local state = redis.call('HGET', KEYS[1], 'state')
-    if state == 'SUCCESS' or state == 'FAILURE' or state == 'CANCELLED' then return 0 end
+    if ended[redis.call('HGET', KEYS[1], 'state')] then return 0 end
     written = redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3])
 elseif ARGV[1] == 'once' then
     written = redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3])
@@ -80,6 +88,7 @@ if tonumber(ARGV[4]) > 0 then
 end
 return written
 """
+)
 
 
 _ARRIVE = """
@@ -144,7 +153,7 @@ class RedisRunStore(RunStore):
             pipe.hgetall(self._key(run_id, "run"))
             pipe.hget(self._key(run_id, "steps"), path)
             run, step = pipe.execute()
-        return _run_record(run), StepRecord.from_json(json.loads(step)) if step else None
+        return _run_record(run), StepRecord.decode(step) if step else None
 
     @override
     def mark_running(self, run_id: str) -> None:
@@ -191,31 +200,24 @@ class RedisRunStore(RunStore):
 
     @override
     def put_step(self, run_id: str, path: str, record: StepRecord) -> None:
-        self._write(run_id, "steps", path, _encoded(record), "always")
+        self._write(run_id, "steps", path, record.encode(), "always")
 
     @override
     def put_step_if(
         self, run_id: str, path: str, record: StepRecord, expected: StepRecord | None
     ) -> bool:
-        was = "" if expected is None else _encoded(expected)
-        return self._write(run_id, "steps", path, _encoded(record), "if", was)
+        was = "" if expected is None else expected.encode()
+        return self._write(run_id, "steps", path, record.encode(), "if", was)
 
     @override
     def step(self, run_id: str, path: str) -> StepRecord | None:
         stored = self._client.hget(self._key(run_id, "steps"), path)
-        return StepRecord.from_json(json.loads(stored)) if stored else None
+        return StepRecord.decode(stored) if stored else None
 
     @override
     def steps(self, run_id: str) -> dict[str, StepRecord]:
         stored = self._client.hgetall(self._key(run_id, "steps"))
-        return {
-            path.decode(): StepRecord.from_json(json.loads(raw)) for path, raw in stored.items()
-        }
-
-
-def _encoded(record: StepRecord) -> str:
-    """A step record as stored: the same text for equal records."""
-    return json.dumps(record.to_json())
+        return {path.decode(): StepRecord.decode(raw) for path, raw in stored.items()}
 
 
 def _run_record(stored: dict[bytes, bytes]) -> RunRecord | None:

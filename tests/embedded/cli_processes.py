@@ -6,8 +6,9 @@ import time
 
 from tasktronaut import Builder, Context, ProcessDefinition, TaskOptions
 
-ATTEMPT_SECONDS = 0.5
-RETRY_DELAY = 0.5
+# Long enough for the live progress (polled every 0.2 s) to see each state on a busy machine.
+ATTEMPT_SECONDS = 1.0
+RETRY_DELAY = 1.0
 
 
 class RetriesSlowly(ProcessDefinition):

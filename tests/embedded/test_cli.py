@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
 import re
 import subprocess
@@ -11,7 +13,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from examples.user_guide import ComplexProcess
-from tasktronaut_celery.cli import EXIT_CANCELLED, EXIT_FAILED, EXIT_USAGE, main
+from tasktronaut_celery import ProcessFailed, Run, cli
+from tasktronaut_celery.cli import EXIT_CANCELLED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, main
 from tests.integration import processes
 
 
@@ -177,6 +180,8 @@ def command(*arguments: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_failing_step_is_one_error_with_the_users_frames_only() -> None:
     """The step's own frames and error once; Celery's trace log and the runner's frames with -v."""
+    source, first = inspect.getsourcelines(processes.FailsOnce.explode)
+    raise_line = first + next(i for i, line in enumerate(source) if "raise ValueError" in line)
     quiet = command("run", "tests.integration.processes:FailsOnce")
     verbose = command("run", "tests.integration.processes:FailsOnce", "-v")
 
@@ -184,7 +189,7 @@ def test_a_failing_step_is_one_error_with_the_users_frames_only() -> None:
     assert quiet.stderr.endswith(
         "Failed at step 1 (FailsOnce.explode): ValueError: the ledger does not balance\n"
         "Traceback of your code (most recent call last):\n"
-        f'  File "{processes.__file__}", line 132, in explode\n'
+        f'  File "{processes.__file__}", line {raise_line}, in explode\n'
         '    raise ValueError("the ledger does not balance")\n'
     ), quiet.stderr
     assert "Traceback (most recent call last)" not in quiet.stderr
@@ -220,3 +225,28 @@ def test_summary_shows_step_descriptions() -> None:
         ("0", "Processing a.csv"),
         ("1", "Processing b.csv"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("definition", "interrupted", "message"),
+    [
+        ("Overlapping", "at once", "Interrupted: the run was cancelled."),
+        ("FailsOnce", "after the end", "Interrupted: the run had already ended (FAILURE)."),
+    ],
+)
+def test_ctrl_c_says_whether_it_cancelled_the_run(
+    monkeypatch: pytest.MonkeyPatch, definition: str, interrupted: str, message: str
+) -> None:
+    """Ctrl-C cancels a run under way; one that has ended is left as it ended, and says so."""
+
+    def interrupt(handle: Run, deadline: float | None) -> bool:
+        if interrupted == "after the end":
+            with contextlib.suppress(ProcessFailed):
+                handle.wait(timeout=30)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "watch", interrupt)
+    result = invoke("run", f"tests.integration.processes:{definition}")
+
+    assert result.exit_code == EXIT_INTERRUPTED
+    assert result.output.splitlines()[-1] == message

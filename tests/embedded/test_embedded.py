@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from typing import Any, ClassVar
 
@@ -23,6 +22,7 @@ from tasktronaut_celery.canvas import step_signature
 from tests.guide_cases import GUIDE, GUIDE_IDS
 from tests.integration import processes
 from tests.integration.order import must_precede
+from tests.support import wait_until
 
 
 @pytest.mark.parametrize(("definition", "arguments", "options"), GUIDE, ids=GUIDE_IDS)
@@ -117,10 +117,11 @@ class Held(ProcessDefinition):
 
 def wait_until_held(run: Run) -> None:
     """Wait until ``Held``'s first step has succeeded and its second is under way."""
-    deadline = time.monotonic() + 10
-    while [s.state for s in run.steps()][:2] != [StepState.SUCCESS, StepState.STARTED]:
-        assert time.monotonic() < deadline, run.steps()
-        time.sleep(0.01)
+    wait_until(
+        lambda: [s.state for s in run.steps()][:2] == [StepState.SUCCESS, StepState.STARTED],
+        10,
+        "Held's first step succeeded and its second under way",
+    )
 
 
 def send_duplicate(backend: EmbeddedBackend, run: Run, path: str) -> list[str]:

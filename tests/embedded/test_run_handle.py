@@ -21,7 +21,7 @@ def test_a_retried_step_spans_its_attempts_in_aware_utc_times(embedded: Embedded
     assert status.started_at.utcoffset() == status.finished_at.utcoffset() == timedelta(0)
     assert status.started_at.tzinfo is timezone.utc
     assert status.duration is not None
-    assert status.duration >= 2 * (ATTEMPT_SECONDS + RETRY_DELAY)
+    assert status.duration >= 2 * (ATTEMPT_SECONDS + RETRY_DELAY) - 0.05  # clock granularity
 
 
 def test_the_run_record_has_aware_utc_times_around_its_steps(embedded: EmbeddedBackend) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from tests.integration.services import redis_db
+from tests.services import redis_db
 from tests.support import celery_worker, require, require_modules, wait_until
 
 if TYPE_CHECKING:

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.databases import SERVER_URL, postgres_url
+from tests.databases import postgres_url
+from tests.services import POSTGRES_URL
 from tests.support import celery_worker, free_port, require, require_modules, running, wait_until
 
 from .conftest import BROKER, DJANGO_PROJECT, flush, wait_for_end
@@ -53,7 +54,7 @@ def site() -> Iterator[str]:
     """The base URL of ``manage.py runserver``, with migrations applied and a worker running."""
     require_modules("django", "django_celery_results", "psycopg2")
     require(BROKER, "Redis")
-    require(SERVER_URL, "PostgreSQL")
+    require(POSTGRES_URL, "PostgreSQL")
     flush(BROKER)
     env = {
         **os.environ,

@@ -17,10 +17,10 @@ from celery.contrib.testing.worker import start_worker
 from kombu import Connection
 
 from tasktronaut_celery import CeleryBackend
-from tests.support import require
+from tests.services import BROKERS, EVENTS, RESULTS
+from tests.support import empty_queues, require
 
 from .recorder import Recorder, install, uninstall
-from .services import BROKERS, EVENTS, RESULTS
 from .worker_app import make_app
 
 WORKER_QUEUES = ["celery", "special"]
@@ -34,9 +34,7 @@ def _fresh_databases() -> None:
         redis.Redis.from_url(url).flushdb()
     require(BROKERS["rabbitmq"], "RabbitMQ")
     with Connection(BROKERS["rabbitmq"]) as connection:
-        for queue in WORKER_QUEUES:
-            connection.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False)
-            connection.default_channel.queue_purge(queue)
+        empty_queues(connection, WORKER_QUEUES)
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -58,9 +56,7 @@ def broker(request: pytest.FixtureRequest) -> str:
 def celery_app(broker: str) -> Celery:
     app = make_app(BROKERS[broker], name=f"tasktronaut-tests-{broker}")
     with app.connection_for_write() as connection:
-        for queue in WORKER_QUEUES:
-            connection.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False)
-            connection.default_channel.queue_purge(queue)
+        empty_queues(connection, WORKER_QUEUES)
     return app
 
 

@@ -22,9 +22,9 @@ import redis
 from celery.signals import task_postrun
 
 from tasktronaut import Builder, Context, ProcessDefinition
+from tests.services import BROKERS, EVENTS
 
 from .processes import gate_key, wait_for_gate
-from .services import BROKERS, EVENTS
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 VISIBILITY_TIMEOUT = 5  # seconds before Redis gives a lost worker's message to another

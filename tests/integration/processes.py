@@ -28,8 +28,7 @@ from tasktronaut import (
     TaskOptions,
     task,
 )
-
-from .services import EVENTS
+from tests.services import EVENTS
 
 STEP_SECONDS = 0.6
 GATE_TIMEOUT = 60

@@ -12,18 +12,25 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import os
+import subprocess
+import sys
+import textwrap
 import uuid
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from tasktronaut import Builder, NonRetryableProcessError, ProcessDefinition
-from tasktronaut_celery import CeleryBackend, ProcessFailed, RunState
+from tasktronaut import Builder, Context, NonRetryableProcessError, ProcessDefinition
+from tasktronaut_celery import CeleryBackend, ProcessFailed, RunState, StepState
 from tasktronaut_celery.canvas import start_signature
 from tasktronaut_celery.plan import EncodedPlan, encode_plan, plan_process
+from tests.support import wait_until
 
+from .processes import wait_for_gate
 from .recorder import Recorder
+from .test_lifecycle import hooks, open_gate
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -48,6 +55,10 @@ class Settings(BaseModel):
 class Point:
     x: int
     y: int
+
+
+class Account(BaseModel):
+    user_id: int = Field(alias="userId")
 
 
 RAW = {
@@ -89,6 +100,35 @@ class TakesAnything(ProcessDefinition):
     def check(self, value: Any, expected: Any) -> None:
         if value != expected or type(value) is not type(expected):
             raise NonRetryableProcessError(f"received {value!r}")
+
+
+class GatedWithSettings(ProcessDefinition):
+    """One step, waiting at the run's gate, whose argument only this module's type reads."""
+
+    def define_process(self, builder: Builder) -> None:
+        builder.expected_arguments(settings=Settings)
+        builder.task(self.wait_at_gate)
+
+    def wait_at_gate(self, context: Context, settings: Settings) -> None:
+        wait_for_gate(context.process_id)
+
+
+CLIENT = textwrap.dedent(
+    """
+    import sys
+    from tasktronaut_celery import CeleryBackend, ProcessCancelled
+    from tests.integration.worker_app import make_app
+
+    assert "tests.integration.test_argument_values" not in sys.modules
+    run = CeleryBackend(make_app(sys.argv[1])).run(sys.argv[2])
+    print([(status.name, status.state.value) for status in run.steps()])
+    print(run.cancel())
+    try:
+        run.wait(timeout=60)
+    except ProcessCancelled as cancelled:
+        print(cancelled)
+    """
+)
 
 
 def test_models_enums_and_dataclasses_reach_the_step_as_the_built_instances(
@@ -154,3 +194,42 @@ def test_a_plan_the_worker_cannot_read_fails_the_run_with_the_reason(
 
     assert run.state is RunState.FAILURE
     assert backend.store.step(plan.run_id, "0") is None  # no step state made up
+
+
+def test_a_model_with_an_aliased_field_reaches_the_step_equal(backend: CeleryBackend) -> None:
+    """Dumped by alias: before, the worker could not validate the dump and the run failed."""
+    value = Account(userId=5)
+    run = TakesAnything.build(value=value, expected=Account(userId=5)).enqueue(backend)
+
+    assert run.wait(timeout=60).state is RunState.SUCCESS
+
+
+def test_a_client_without_the_argument_types_shows_cancels_and_waits_for_the_run(
+    backend: CeleryBackend, recorder: Recorder
+) -> None:
+    """The client reads no argument type; the cancelled run settles on the worker.
+
+    Before, steps(), wait() and cancel() raised CorruptPlanError in such a
+    client, the cancel after writing CANCELLED: the run never settled.
+    """
+    run = GatedWithSettings.build(settings=RAW["settings"]).enqueue(backend)
+    wait_until(lambda: run.steps()[0].state is StepState.STARTED, 30, "the step starting")
+
+    client = subprocess.run(
+        [sys.executable, "-c", CLIENT, backend.app.conf.broker_url, run.id],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )  # fmt: skip
+    open_gate(run.id)
+
+    assert client.returncode == 0, client.stderr
+    assert client.stdout.splitlines() == [
+        "[('GatedWithSettings.wait_at_gate', 'STARTED')]",
+        "True",
+        f"run {run.id} was cancelled: cancelled by a client",
+    ]
+    assert run.record.settled_at is not None
+    assert hooks(recorder, run.id) == [
+        ("on_cancelled", "GatedWithSettings"),
+        ("on_started", "GatedWithSettings"),
+    ]

@@ -17,12 +17,12 @@ import pytest
 from kombu import Connection
 
 from tasktronaut_celery import CeleryBackend
+from tests.services import BROKERS
 from tests.support import celery_worker, require, unavailable, wait_until
 
 from .crashing import REPOSITORY, Crashable, deliveries, open_gate, worker_env
 from .order import check_hooks, must_precede
 from .recorder import Recorder
-from .services import BROKERS
 from .worker_app import make_app
 
 pytestmark = pytest.mark.reliability

@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from tasktronaut import ProcessDefinition
 from tasktronaut_celery import StepState
 from tasktronaut_celery.cli import EXIT_CANCELLED, EXIT_FAILED, main
+from tests.services import BROKERS, EVENTS, RESULTS
 from tests.support import celery_worker
 
 from . import processes, worker_app
 from .conftest import WORKER_QUEUES
-from .services import BROKERS, EVENTS, RESULTS
 from .test_semantics import wait_until
 
 APP = "tests.integration.worker_app:app"

@@ -19,6 +19,7 @@ import redis
 from celery import Celery
 
 from tasktronaut_celery import CeleryBackend
+from tests.services import BROKERS, EVENTS
 from tests.support import celery_worker, wait_until
 
 from .crashing import (
@@ -33,7 +34,6 @@ from .crashing import (
 )
 from .order import check_run
 from .recorder import Recorder
-from .services import BROKERS, EVENTS
 from .worker_app import make_app
 
 pytestmark = pytest.mark.reliability

@@ -18,11 +18,11 @@ import redis
 from celery import Celery, states
 
 from tasktronaut_celery import CeleryBackend, ProcessCancelled, StepState
+from tests.services import BROKERS, EVENTS
 from tests.support import celery_worker, wait_until
 from tests.support import flower as run_flower
 
 from . import processes
-from .services import BROKERS, EVENTS
 from .worker_app import make_app
 
 REPOSITORY = Path(__file__).resolve().parents[2]

@@ -34,12 +34,12 @@ from kombu import Exchange, Producer, Queue
 
 from tasktronaut import Builder, Context, ProcessDefinition
 from tasktronaut_celery import CeleryBackend, ProcessFailed, Run, RunState, StepState
-from tests.support import celery_worker, wait_until
+from tests.services import BROKERS, EVENTS
+from tests.support import celery_worker, empty_queues, wait_until
 
 from .order import check_run
 from .processes import gate_key, wait_for_gate
 from .recorder import Recorder
-from .services import BROKERS, EVENTS
 from .worker_app import make_app
 
 pytestmark = pytest.mark.reliability
@@ -283,8 +283,7 @@ def log(broker: str, tmp_path_factory: pytest.TempPathFactory) -> WorkerLog:
 def worker(broker: str, sender: Celery, log: WorkerLog) -> Iterator[subprocess.Popen[bytes]]:
     """A prefork worker with four children that also imports this module (the canary)."""
     with sender.connection_for_write() as connection:
-        connection.default_channel.queue_declare(queue=QUEUE, durable=True, auto_delete=False)
-        connection.default_channel.queue_purge(QUEUE)
+        empty_queues(connection, [QUEUE])
     _events().delete(CANARY_KEY)
     env = {
         **os.environ,

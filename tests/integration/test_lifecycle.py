@@ -14,20 +14,28 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from celery.signals import task_postrun
+from celery import Task
+from celery.signals import task_postrun, task_prerun
 
-from tasktronaut import Builder, Context, ProcessDefinition, TaskOptions
+from tasktronaut import (
+    Builder,
+    Context,
+    ExecutionMode,
+    NonRetryableProcessError,
+    ProcessDefinition,
+    TaskOptions,
+)
 from tasktronaut_celery import CeleryBackend, ProcessCancelled, ProcessFailed, RunState, StepState
 from tasktronaut_celery.protocol import step_task_id
+from tests.services import EVENTS
 from tests.support import wait_until
 
 from .processes import gate_key, wait_for_gate
 from .recorder import Recorder
-from .services import EVENTS
 
 pytestmark = pytest.mark.usefixtures("worker")
 
-RETRY_COUNTDOWN = 3
+RETRY_COUNTDOWN = 1
 
 
 class GatedToTheEnd(ProcessDefinition):
@@ -115,6 +123,45 @@ class StartsBadly(ProcessDefinition):
         pass
 
 
+class HeldPastTheFailure(ProcessDefinition):
+    """A sub-process whose only step, its last, waits at the run's gate."""
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.wait_at_gate)
+
+    def wait_at_gate(self, context: Context) -> None:
+        wait_for_gate(context.process_id)
+
+
+class CutShortByTheFailure(ProcessDefinition):
+    """A sub-process whose first step waits at the run's gate; its second never runs."""
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.wait_at_gate)
+        builder.task(self.never)
+
+    def wait_at_gate(self, context: Context) -> None:
+        wait_for_gate(context.process_id)
+
+    def never(self) -> None:
+        pass
+
+
+class FailsBesideSubProcesses(ProcessDefinition):
+    """Two started sub-processes, and a sibling step that fails the run while they run."""
+
+    process_execution_mode = ExecutionMode.CONCURRENT
+
+    def define_process(self, builder: Builder) -> None:
+        builder.sub_process(HeldPastTheFailure)
+        builder.sub_process(CutShortByTheFailure)
+        builder.task(self.explode)
+
+    def explode(self, context: Context) -> None:
+        wait_for_gate(failure_gate(context.process_id))  # once both sub-processes run
+        raise NonRetryableProcessError("branch failed")
+
+
 class RetryingWhenASiblingFails(ProcessDefinition):
     """One branch waits for its retry while the other fails the run."""
 
@@ -148,8 +195,14 @@ def finished_tasks() -> Iterator[Counter[str]]:
     task_postrun.disconnect(on_postrun)
 
 
-def open_gate(run_id: str) -> None:
-    redis.Redis.from_url(EVENTS).rpush(gate_key(run_id), "open")
+def failure_gate(run_id: str) -> str:
+    """The gate a failing step waits at, apart from the one its siblings wait at."""
+    return f"{run_id}:failure"
+
+
+def open_gate(run_id: str, times: int = 1) -> None:
+    """Let ``times`` steps waiting at the gate of ``run_id`` go on."""
+    redis.Redis.from_url(EVENTS).rpush(gate_key(run_id), *["open"] * times)
 
 
 def hooks(recorder: Recorder, run_id: str) -> list[tuple[str, str]]:
@@ -250,10 +303,73 @@ def test_on_started_of_a_sub_process_raising_leaves_its_step_never_run(
     ]
 
 
-def test_a_step_waiting_for_its_retry_ends_when_a_sibling_fails_the_run(
-    backend: CeleryBackend, finished_tasks: Counter[str]
+def test_a_failure_fires_on_failed_for_every_started_process_once(
+    backend: CeleryBackend, recorder: Recorder, finished_tasks: Counter[str]
 ) -> None:
-    """The retrying step is CANCELLED once the run fails, before and after its retry is due."""
+    """Sub-processes running when a sibling fails the run get on_failed, innermost first.
+
+    One's last step succeeds afterwards (it completes nothing), the other's
+    next step never runs; each process that started gets exactly one end hook.
+    """
+    run = FailsBesideSubProcesses.build().enqueue(backend)
+    held = ("0.0", "1.0")
+    wait_until(
+        lambda: all(run.steps()[i].state is StepState.STARTED for i in (0, 1)),
+        30,
+        "both sub-processes' steps running",
+    )
+    open_gate(failure_gate(run.id))
+
+    with pytest.raises(ProcessFailed, match="branch failed"):
+        run.wait(timeout=60)
+    open_gate(run.id, times=2)
+    wait_until(
+        lambda: all(finished_tasks[step_task_id(run.id, path)] == 1 for path in held),
+        30,
+        "the held steps ending",
+    )
+
+    assert [s.state for s in run.steps()] == [
+        StepState.SUCCESS,
+        StepState.SUCCESS,
+        StepState.SKIPPED,
+        StepState.FAILURE,
+    ]
+    assert hooks(recorder, run.id) == [
+        ("on_failed", "CutShortByTheFailure"),
+        ("on_failed", "FailsBesideSubProcesses"),
+        ("on_failed", "HeldPastTheFailure"),
+        ("on_started", "CutShortByTheFailure"),
+        ("on_started", "FailsBesideSubProcesses"),
+        ("on_started", "HeldPastTheFailure"),
+    ]
+    failed = recorder.hooks(run.id, "on_failed")
+    assert failed[-1]["process"] == "FailsBesideSubProcesses"  # after its sub-processes
+    assert {e["step"] for e in failed} == {"explode"}
+
+
+@pytest.fixture
+def held_retries() -> Iterator[threading.Event]:
+    """Holds every retry's message before it runs on the in-process worker, until set."""
+    released = threading.Event()
+
+    def hold(task: Task, **_: object) -> None:
+        if task.request.retries:
+            released.wait(60)
+
+    task_prerun.connect(hold, weak=False)
+    yield released
+    released.set()
+    task_prerun.disconnect(hold)
+
+
+def test_a_step_waiting_for_its_retry_ends_when_a_sibling_fails_the_run(
+    backend: CeleryBackend, finished_tasks: Counter[str], held_retries: threading.Event
+) -> None:
+    """The retrying step is CANCELLED once the run fails, before and after its retry arrives.
+
+    Its retry is held until the run has failed, however slowly the sibling fails.
+    """
     run = RetryingWhenASiblingFails.build().enqueue(backend)
     wait_until(lambda: run.steps()[0].state is StepState.RETRY, 30, "the step waiting to retry")
     open_gate(run.id)
@@ -271,7 +387,8 @@ def test_a_step_waiting_for_its_retry_ends_when_a_sibling_fails_the_run(
         assert flaky.finished_at is not None
         assert explode.state is StepState.FAILURE
 
-    check_retrying_step()  # before the retry is due
+    check_retrying_step()  # before the retry runs
+    held_retries.set()
     flaky_task = step_task_id(run.id, "0.0")
     wait_until(lambda: finished_tasks[flaky_task] == 2, RETRY_COUNTDOWN + 30, "the retry arriving")
     check_retrying_step()  # its retry arrived, and was skipped

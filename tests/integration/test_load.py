@@ -13,12 +13,12 @@ import pytest
 
 from tasktronaut_celery import CeleryBackend, RunState
 from tasktronaut_celery.dispatch import Dispatch
+from tests.services import BROKERS
 
 from .load import RUNS, THREADS, Started, load_workers, settle, start_load
 from .order import check_run
 from .processes import LoadOrder, seen_key
 from .recorder import Recorder, typed
-from .services import BROKERS
 from .worker_app import make_app
 
 SETTLE_TIMEOUT = 300

@@ -10,13 +10,13 @@ from celery.contrib.testing.worker import start_worker
 
 from examples import user_guide
 from tasktronaut_celery import CeleryBackend, ProcessFailed, RunState, StepState
-from tests.databases import SERVER_URL, configure_django, postgres_url
+from tests.databases import configure_django, postgres_url
+from tests.services import BROKERS, POSTGRES_URL
 from tests.support import require
 
 from . import processes
 from .order import check_run
 from .recorder import Recorder
-from .services import BROKERS
 
 BACKENDS = ["sqlalchemy", "django-db"]
 
@@ -24,7 +24,7 @@ BACKENDS = ["sqlalchemy", "django-db"]
 @pytest.fixture(scope="module", params=BACKENDS, ids=["sqlalchemy-postgresql", "django-db"])
 def database_backend(request: pytest.FixtureRequest) -> Iterator[CeleryBackend]:
     """An app whose results live in PostgreSQL, with a worker running it."""
-    require(SERVER_URL, "PostgreSQL")
+    require(POSTGRES_URL, "PostgreSQL")
     url = "db+" + postgres_url() if request.param == "sqlalchemy" else "django-db"
     if url == "django-db":
         configure_django()

@@ -16,9 +16,9 @@ from celery.signals import before_task_publish
 from tasktronaut import Builder, ExecutionMode, ProcessDefinition
 from tasktronaut_celery import CeleryBackend, RunState, StepState
 from tasktronaut_celery.dispatch import Dispatch
+from tests.services import BROKERS
 
 from .conftest import WORKER_QUEUES
-from .services import BROKERS
 from .worker_app import make_app
 
 MESSAGE_BOUND = 16 * 1024

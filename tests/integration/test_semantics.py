@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import time
 import uuid
-from typing import Any
 
 import pytest
 import redis
@@ -20,25 +18,18 @@ from tasktronaut_celery import (
     RunState,
     StepState,
 )
+from tests.services import BROKERS, EVENTS, RESULTS
+from tests.support import wait_until
 
 from . import processes
 from .order import check_hooks
 from .recorder import Recorder
-from .services import BROKERS, EVENTS, RESULTS
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 
 def windows(recorder: Recorder, run_id: str) -> dict[str, tuple[float, float]]:
     return {e["path"]: (e["start"], e["end"]) for e in recorder.steps(run_id)}
-
-
-def wait_until(condition: Any, timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; the tests wait on state, never on a guess."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def test_concurrent_steps_overlap_and_the_next_step_waits(
@@ -138,7 +129,11 @@ def test_a_failing_branch_stops_the_step_after_the_concurrent_block(
         run.wait(timeout=60)
 
     assert failure.value.step == "0.1"
-    wait_until(lambda: {e["path"] for e in recorder.steps(run.id)} == {"0.0", "0.1"})
+    wait_until(
+        lambda: {e["path"] for e in recorder.steps(run.id)} == {"0.0", "0.1"},
+        30,
+        "both branches recorded",
+    )
     assert "1" not in {e["path"] for e in recorder.steps(run.id)}
     assert len(recorder.hooks(run.id, "on_failed")) == 1
 
@@ -180,7 +175,7 @@ def test_a_client_cancel_stops_every_step_not_yet_started(
 ) -> None:
     """Cancelled while a step runs: that step finishes, nothing after it starts."""
     run = processes.Gated.build().enqueue(backend)
-    wait_until(lambda: run.steps()[0].state is StepState.STARTED)
+    wait_until(lambda: run.steps()[0].state is StepState.STARTED, 30, "the first step starting")
 
     assert run.cancel() is True
     assert run.cancel() is False
@@ -188,8 +183,8 @@ def test_a_client_cancel_stops_every_step_not_yet_started(
 
     with pytest.raises(ProcessCancelled):
         run.wait(timeout=60)
-    wait_until(lambda: len(recorder.hooks(run.id, "on_cancelled")) == 1)
-    wait_until(lambda: run.steps()[0].state is StepState.SUCCESS)
+    wait_until(lambda: len(recorder.hooks(run.id, "on_cancelled")) == 1, 30, "on_cancelled")
+    wait_until(lambda: run.steps()[0].state is StepState.SUCCESS, 30, "the first step succeeding")
     assert [e["path"] for e in recorder.steps(run.id)] == ["0"]
     assert [s.state for s in run.steps()][1:] == [StepState.SKIPPED] * 3
 
@@ -197,7 +192,7 @@ def test_a_client_cancel_stops_every_step_not_yet_started(
 def test_another_client_reattaches_to_a_run_by_id(backend: CeleryBackend, broker: str) -> None:
     """A second app object (think: another web request) sees the same state and steps."""
     run = processes.Gated.build().enqueue(backend)
-    wait_until(lambda: run.steps()[0].state is StepState.STARTED)
+    wait_until(lambda: run.steps()[0].state is StepState.STARTED, 30, "the first step starting")
     other = CeleryBackend(Celery("another-client", broker=BROKERS[broker], backend=RESULTS))
 
     attached = other.run(run.id)

@@ -24,10 +24,10 @@ import redis
 from celery import Celery
 
 from tasktronaut_celery import CeleryBackend, ProcessFailed, Run, RunState
+from tests.services import BROKERS, EVENTS
 from tests.support import celery_worker, flower, wait_until
 
 from . import processes
-from .services import BROKERS, EVENTS
 from .worker_app import make_app
 
 REPOSITORY = Path(__file__).resolve().parents[2]

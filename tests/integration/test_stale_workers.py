@@ -18,10 +18,10 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 
 from tasktronaut_celery import CeleryBackend, ProcessFailed, RunState, StepState
+from tests.services import BROKERS
 from tests.support import celery_worker
 
 from .recorder import Recorder
-from .services import BROKERS
 from .worker_app import make_app
 
 REPOSITORY = Path(__file__).resolve().parents[2]

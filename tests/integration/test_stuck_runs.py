@@ -24,11 +24,11 @@ from tasktronaut_celery import (
     StepState,
     UnsafeSerializerWarning,
 )
+from tests.services import BROKERS
 from tests.support import celery_worker, wait_until
 
 from .crashing import REPOSITORY, Crashable, KillsItsWorker, deliveries, open_gate, worker_env
 from .recorder import Recorder
-from .services import BROKERS
 from .worker_app import make_app
 
 pytestmark = pytest.mark.reliability

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tasktronaut_celery import CeleryBackend
+from tests.services import BROKERS
 from tests.support import celery_worker, require, wait_until
 
 from .crashing import (
@@ -26,7 +27,6 @@ from .crashing import (
 )
 from .order import check_run
 from .recorder import Recorder
-from .services import BROKERS
 from .worker_app import make_app
 
 pytestmark = pytest.mark.reliability

@@ -16,12 +16,12 @@ from celery import Celery
 from examples import user_guide
 from tasktronaut import Builder, ProcessDefinition
 from tasktronaut_celery import CeleryBackend, ProcessFailed, RunState
+from tests.services import BROKERS
 from tests.support import celery_worker
 
 from . import processes
 from .order import check_run
 from .recorder import Recorder
-from .services import BROKERS
 from .worker_app import make_app
 
 REPOSITORY = Path(__file__).resolve().parents[2]

@@ -13,10 +13,10 @@ from celery import Celery
 
 from examples import user_guide  # noqa: F401  (the guide's definitions, too)
 from tasktronaut_celery import CeleryBackend
+from tests.services import BROKERS, EVENTS, RESULTS
 
 from . import crashing, processes  # noqa: F401  (registers the test definitions in the worker)
 from .recorder import install
-from .services import BROKERS, EVENTS, RESULTS
 
 # How long Redis keeps a message a worker took before handing it to another
 # worker; the crash tests' workers lower it to see messages of killed workers again.

@@ -1,1 +1,1 @@
-"""Unit tests: the DSL, the tree and the step runtime, without a broker."""
+"""Unit tests: the DSL, the tree, the plan and the step runtime; no server (Redis, broker, database)."""

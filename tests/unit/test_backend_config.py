@@ -1,25 +1,22 @@
-"""CeleryBackend accepts only apps whose result backend can hold runs, and registers its tasks."""
+"""CeleryBackend accepts only apps whose result backend can hold runs, and registers its tasks.
+
+The Redis store it makes, on a real Redis, is checked in ``tests/stores``.
+"""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Iterator
-
 import pytest
-import redis
 from celery import Celery
 
-import tasktronaut_celery
 from examples import user_guide
 from tasktronaut import ProcessDefinition, TasktronautError
 from tasktronaut_celery import CeleryBackend, UnsupportedAppError
 from tasktronaut_celery.dispatch import Dispatch
 from tasktronaut_celery.plan import plan_process
 from tasktronaut_celery.stores.memory import MemoryRunStore
-from tasktronaut_celery.stores.redis import RedisRunStore
-from tests.integration.services import redis_db
+from tests.services import STORES
 
-REDIS_URL = redis_db(15)  # the unit tiers' own database on the tests' Redis
+REDIS_URL = STORES  # read for its scheme only: no test here connects to it
 TASKS = {
     "tasktronaut.start",
     "tasktronaut.step",
@@ -27,15 +24,6 @@ TASKS = {
     "tasktronaut.begin",
     "tasktronaut.settle",
 }
-
-
-@pytest.fixture
-def redis_db() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 @pytest.mark.parametrize(
@@ -81,18 +69,6 @@ def test_refused_app_gets_no_tasks() -> None:
         CeleryBackend(app)
 
     assert TASKS.isdisjoint(app.tasks)
-
-
-def test_redis_result_backend_is_accepted(redis_db: redis.Redis) -> None:
-    """An app with a Redis result backend gets a store kept in that Redis database."""
-    app = Celery("t", broker="memory://", backend=REDIS_URL)
-    app.conf.result_expires = 60
-
-    backend = CeleryBackend(app)
-
-    assert isinstance(backend.store, RedisRunStore)
-    assert backend.store.record("missing") is None
-    assert redis_db.dbsize() == 0
 
 
 def test_memory_result_backend_is_accepted() -> None:
@@ -143,30 +119,6 @@ def test_two_apps_get_their_own_tasks() -> None:
         assert first.tasks[name] is not second.tasks[name]
         assert first.tasks[name].app is first
         assert second.tasks[name].app is second
-
-
-def test_all_is_sorted_without_duplicates() -> None:
-    """``tasktronaut_celery.__all__`` is sorted and names each member once."""
-    names = tasktronaut_celery.__all__
-
-    assert names == sorted(names)
-    assert len(set(names)) == len(names)
-
-
-def test_all_matches_the_public_names() -> None:
-    """Every public non-module attribute is in ``__all__`` and every name there exists."""
-    public = {
-        name
-        for name, value in vars(tasktronaut_celery).items()
-        if not name.startswith("_") and not inspect.ismodule(value)
-    }
-
-    assert public == set(tasktronaut_celery.__all__)
-    namespace: dict[str, object] = {}
-    exec(f"from tasktronaut_celery import {', '.join(tasktronaut_celery.__all__)}", namespace)
-    assert all(
-        namespace[name] is getattr(tasktronaut_celery, name) for name in tasktronaut_celery.__all__
-    )
 
 
 @pytest.mark.parametrize(

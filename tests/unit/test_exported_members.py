@@ -1,36 +1,48 @@
-"""``tasktronaut.__all__`` lists exactly the public names of the package, sorted."""
+"""``__all__`` of each package lists exactly its public names, sorted."""
 
 from __future__ import annotations
 
 import inspect
+from types import ModuleType
+
+import pytest
 
 import tasktronaut
+import tasktronaut_celery
+
+packages = pytest.mark.parametrize(
+    "package", [tasktronaut, tasktronaut_celery], ids=lambda package: package.__name__
+)
 
 
-def test_all_is_sorted() -> None:
+@packages
+def test_all_is_sorted(package: ModuleType) -> None:
     """``__all__`` is kept in sorted order."""
-    assert tasktronaut.__all__ == sorted(tasktronaut.__all__)
+    assert package.__all__ == sorted(package.__all__)
 
 
-def test_all_has_no_duplicates() -> None:
+@packages
+def test_all_has_no_duplicates(package: ModuleType) -> None:
     """Every name appears once in ``__all__``."""
-    assert len(set(tasktronaut.__all__)) == len(tasktronaut.__all__)
+    assert len(set(package.__all__)) == len(package.__all__)
 
 
-def test_every_name_in_all_is_importable() -> None:
-    """``from tasktronaut import <name>`` works for each name in ``__all__``."""
+@packages
+def test_every_name_in_all_is_importable(package: ModuleType) -> None:
+    """``from <package> import <name>`` works for each name in ``__all__``."""
     namespace: dict[str, object] = {}
-    exec(f"from tasktronaut import {', '.join(tasktronaut.__all__)}", namespace)
+    exec(f"from {package.__name__} import {', '.join(package.__all__)}", namespace)
 
-    assert all(namespace[name] is getattr(tasktronaut, name) for name in tasktronaut.__all__)
+    assert all(namespace[name] is getattr(package, name) for name in package.__all__)
 
 
-def test_every_public_attribute_is_in_all() -> None:
+@packages
+def test_every_public_attribute_is_in_all(package: ModuleType) -> None:
     """No public, non-module attribute of the package is left out of ``__all__``."""
     public = {
         name
-        for name, value in vars(tasktronaut).items()
+        for name, value in vars(package).items()
         if not name.startswith("_") and not inspect.ismodule(value)
     }
 
-    assert public == set(tasktronaut.__all__)
+    assert public == set(package.__all__)

@@ -2,7 +2,9 @@
 
 Models, enums and dataclasses that ``expected_arguments`` coerces into come back
 as instances of their type; dicts that a decoder would read as something else
-(kombu's ``__type__``/``__value__`` envelope) come back as the same dicts.
+(kombu's ``__type__``/``__value__`` envelope) come back as the same dicts. What
+would come back as anything else is refused at enqueue. Clients read plans
+without the argument types: only workers rebuild typed values.
 """
 
 from __future__ import annotations
@@ -10,13 +12,22 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import re
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from celery import Celery
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, computed_field
 
 from tasktronaut import Builder, ProcessDefinition
-from tasktronaut_celery import ArgumentNotSerializableError, CorruptPlanError
+from tasktronaut_celery import (
+    ArgumentNotSerializableError,
+    CeleryBackend,
+    CorruptPlanError,
+    RunState,
+)
+from tasktronaut_celery import backend as backends
 from tasktronaut_celery.plan import EncodedPlan, decode_plan, encode_plan, plan_process
 
 
@@ -42,6 +53,29 @@ class Point:
     y: int
 
 
+class Aliased(BaseModel):
+    user_id: int = Field(alias="userId")
+
+
+class Computed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    a: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def b(self) -> int:
+        return self.a * 2
+
+
+class WithSecret(BaseModel):
+    token: SecretStr
+
+
+class Excluded(BaseModel):
+    a: int
+    b: int = Field(exclude=True)
+
+
 class Configured(ProcessDefinition):
     def define_process(self, builder: Builder) -> None:
         builder.expected_arguments(
@@ -60,6 +94,18 @@ class Configured(ProcessDefinition):
 class TakesAnything(ProcessDefinition):
     def define_process(self, builder: Builder) -> None:
         builder.task(self.use)
+
+    def use(self, **arguments: Any) -> None: ...
+
+
+class KeepsSecrets(TakesAnything):
+    sensitive_arguments = ("account",)
+
+
+class ManySteps(ProcessDefinition):
+    def define_process(self, builder: Builder) -> None:
+        for _ in range(50):
+            builder.task(self.use)
 
     def use(self, **arguments: Any) -> None: ...
 
@@ -182,3 +228,137 @@ def test_a_stored_type_that_is_no_model_enum_or_dataclass_is_refused(reference: 
 
     with pytest.raises(CorruptPlanError, match="not a"):
         decode_plan(EncodedPlan(encoded.content_type, encoded.content_encoding, body), ["json"])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Aliased(userId=5), Computed(a=1), [Aliased(userId=6)], {"n": Computed(a=2)}],
+    ids=["alias", "computed-field", "in-list", "in-dict"],
+)
+def test_aliased_and_computed_fields_arrive_equal(value: Any) -> None:
+    """Dumped by alias and without computed fields, the model validates back into its equal."""
+    arrived = round_trip(TakesAnything.build(value=value))
+
+    assert arrived == {"value": value}
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (WithSecret(token=SecretStr("hunter22")), r"arrives as WithSecret\(token=SecretStr"),
+        (
+            Excluded(a=1, b=2),
+            r"cannot be read back \(1 validation error for Excluded\s+b\s+Field required",
+        ),
+        ({1: "a"}, r"arrives as \{'1': 'a'\}"),
+    ],
+    ids=["secret", "excluded-field", "int-keys"],
+)
+def test_a_value_that_would_arrive_different_is_refused_at_enqueue(value: Any, why: str) -> None:
+    """Nothing is stored: the error names process, step and argument, and what would arrive."""
+    plan = plan_process(TakesAnything.build(value=value))
+
+    with pytest.raises(ArgumentNotSerializableError) as refused:
+        encode_plan(plan, "json")
+
+    message = str(refused.value)
+    assert message.startswith("TakesAnything: step 0 (TakesAnything.use): argument 'value' (")
+    assert "does not survive the round trip on the app's 'json' serializer" in message
+    assert re.search(why, message), message
+    assert "hunter22" not in message
+
+
+def test_a_sensitive_value_that_would_arrive_different_is_refused_without_showing_it() -> None:
+    """What it would arrive as is masked: it is derived from the secret."""
+    plan = plan_process(KeepsSecrets.build(account={"password": "hunter22", 1: "pin 4321"}))
+
+    with pytest.raises(ArgumentNotSerializableError, match="argument 'account'") as refused:
+        encode_plan(plan, "json")
+
+    assert "hunter22" not in str(refused.value)
+    assert "4321" not in str(refused.value)
+
+
+def test_tuples_arrive_as_lists_and_are_not_refused() -> None:
+    """JSON has no tuples: documented, and not a difference the check refuses."""
+    assert round_trip(TakesAnything.build(value=(1, (2, 3)))) == {"value": [1, [2, 3]]}
+
+
+def test_each_argument_layer_is_read_back_once_however_many_steps_share_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check decodes each stored layer once: enqueue stays linear in the layers."""
+    from tasktronaut_celery import plan as plans
+
+    decoded: list[Any] = []
+    monkeypatch.setattr(plans, "decode_value", lambda data: decoded.append(data) or data)
+    plan = plan_process(ManySteps.build(shared={"big": list(range(100))}))
+
+    plans.encode_plan(plan, "json")
+
+    assert len(plan.steps) == 50
+    assert len(decoded) == 1
+
+
+def test_a_client_reads_a_plan_whose_argument_types_it_has_not_imported() -> None:
+    """Without typed values, models, enums and dataclasses are their JSON dumps; no lookup."""
+    encoded = encode_plan(plan_process(Configured.build(**configured())), "json")
+    body = encoded.body.replace(f"{__name__}:".encode(), b"not.imported.anywhere:")
+    unknown = EncodedPlan(encoded.content_type, encoded.content_encoding, body)
+
+    plan = decode_plan(unknown, ["json"], typed_values=False)
+
+    arguments = plan.steps["0"].arguments
+    assert plan.step_name("0") == "Configured.use"
+    assert arguments["colour"] == "blue"
+    assert arguments["point"] == {"x": 1, "y": 2}
+    assert arguments["settings"]["extra"] == {"__type__": "x", "__value__": 1}
+    assert arguments["many"][0]["when"] == "2026-01-03"
+
+
+def unknown_type_run(backend: CeleryBackend, old: bytes, new: bytes) -> str:
+    """A stored run whose plan names ``new`` where the build wrote ``old``; nothing sent."""
+    plan = plan_process(TakesAnything.build(colour=Colour.RED))
+    encoded = encode_plan(plan, "json")
+    body = encoded.body.replace(old, new)
+    assert body != encoded.body
+    backend.store.create(plan.run_id, EncodedPlan(encoded.content_type, "utf-8", body))
+    return plan.run_id
+
+
+@pytest.fixture
+def client() -> CeleryBackend:
+    """A client on an in-memory app: nothing consumes what it sends."""
+    return CeleryBackend(Celery("client", broker="memory://", backend="cache+memory://"))
+
+
+def test_a_client_that_has_not_imported_an_argument_type_shows_and_cancels_the_run(
+    client: CeleryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """steps() and cancel() need no argument type; the cancel sends its settle message."""
+    settles: list[tuple[Any, ...]] = []
+
+    def settle_signature(*args: Any, **options: Any) -> SimpleNamespace:
+        settles.append(args)
+        return SimpleNamespace(apply_async=lambda: None)
+
+    monkeypatch.setattr(backends, "settle_signature", settle_signature)
+    run_id = unknown_type_run(client, f"{__name__}:Colour".encode(), b"gone.module:Colour")
+    run = client.run(run_id)
+
+    assert [status.name for status in run.steps()] == ["TakesAnything.use"]
+    assert run.cancel() is True
+    assert run.state is RunState.CANCELLED
+    assert settles == [(client.app, run_id, "TakesAnything", None)]
+
+
+def test_cancelling_a_run_whose_plan_is_unreadable_changes_nothing(client: CeleryBackend) -> None:
+    """It raises before anything is written: no run left CANCELLED that nobody settles."""
+    run_id = unknown_type_run(client, b'"version": 1', b'"version": 99')
+
+    with pytest.raises(CorruptPlanError, match="plan version 99"):
+        client.cancel(run_id)
+
+    record = client.store.record(run_id)
+    assert record is not None
+    assert record.state is RunState.PENDING

@@ -1,4 +1,7 @@
-"""The run store contract, held by the in-memory store and the Redis store alike."""
+"""The run store contract, held alike by the memory, Redis, SQLAlchemy and Django stores.
+
+Each test gets a fresh run id and an empty store, so none depends on another's leftovers.
+"""
 
 from __future__ import annotations
 
@@ -15,22 +18,10 @@ from tasktronaut_celery.plan import EncodedPlan
 from tasktronaut_celery.store import RunRecord, RunState, RunStore, StepRecord, StepState
 from tasktronaut_celery.stores.memory import MemoryRunStore
 from tasktronaut_celery.stores.redis import RedisRunStore
-from tests.databases import configure_django, postgres_url
-from tests.integration.services import redis_db
+from tests.databases import configure_django
 
-REDIS_URL = redis_db(15)  # the unit tiers' own database on the tests' Redis
 TTL = 60
 PLAN = EncodedPlan("application/json", "utf-8", b'{"version": 1}')
-RUN = "run-1"
-
-
-@pytest.fixture
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 @pytest.fixture(params=["memory", "redis", "sqlalchemy", "django"])
@@ -45,52 +36,55 @@ def store(request: pytest.FixtureRequest) -> Iterator[RunStore]:
 
         from tasktronaut_celery.stores import sql
 
-        store = sql.SqlRunStore(postgres_url())
-        engine = sqlalchemy.create_engine(postgres_url())
+        url = request.getfixturevalue("postgres")
+        store = sql.SqlRunStore(url)
+        engine = sqlalchemy.create_engine(url)
         with engine.begin() as connection:
-            for table in (sql.runs, sql.claims, sql.steps):
+            for table in reversed(sql.metadata.sorted_tables):
                 connection.execute(table.delete())
         yield store
         store.close()
         engine.dispose()
     else:
+        request.getfixturevalue("postgres")
         configure_django()
-        from tasktronaut_celery.contrib.django import models
+        from django.apps import apps
+
         from tasktronaut_celery.contrib.django.store import DjangoRunStore
 
-        for model in (models.RunRow, models.ClaimRow, models.StepRow):
+        for model in apps.get_app_config("tasktronaut").get_models():
             model.objects.all().delete()
         yield DjangoRunStore()
 
 
-def test_create_succeeds_once_per_run_id(store: RunStore) -> None:
+def test_create_succeeds_once_per_run_id(store: RunStore, run_id: str, other_run_id: str) -> None:
     """The first create of a run id returns True, every later one False."""
-    assert store.create(RUN, PLAN) is True
-    assert store.create(RUN, PLAN) is False
-    assert store.create("run-2", PLAN) is True
+    assert store.create(run_id, PLAN) is True
+    assert store.create(run_id, PLAN) is False
+    assert store.create(other_run_id, PLAN) is True
 
 
-def test_second_create_leaves_the_first_plan_untouched(store: RunStore) -> None:
+def test_second_create_leaves_the_first_plan_untouched(store: RunStore, run_id: str) -> None:
     """A refused create does not overwrite the stored plan or record."""
-    store.create(RUN, PLAN)
-    store.mark_running(RUN)
+    store.create(run_id, PLAN)
+    store.mark_running(run_id)
 
-    store.create(RUN, EncodedPlan("application/x-python-serialize", "binary", b"other"))
+    store.create(run_id, EncodedPlan("application/x-python-serialize", "binary", b"other"))
 
-    assert store.plan(RUN) == PLAN
-    record = store.record(RUN)
+    assert store.plan(run_id) == PLAN
+    record = store.record(run_id)
     assert record is not None
     assert record.state is RunState.RUNNING
 
 
-def test_plan_is_returned_as_stored(store: RunStore) -> None:
+def test_plan_is_returned_as_stored(store: RunStore, run_id: str, other_run_id: str) -> None:
     """plan() gives back the content type, encoding and bytes that create stored."""
     binary = EncodedPlan("application/x-python-serialize", "binary", bytes(range(256)))
-    store.create(RUN, PLAN)
-    store.create("run-2", binary)
+    store.create(run_id, PLAN)
+    store.create(other_run_id, binary)
 
-    assert store.plan(RUN) == PLAN
-    assert store.plan("run-2") == binary
+    assert store.plan(run_id) == PLAN
+    assert store.plan(other_run_id) == binary
 
 
 def test_unknown_run_has_no_plan_record_claims_or_steps(store: RunStore) -> None:
@@ -106,13 +100,13 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def test_new_run_is_pending_with_its_creation_time(store: RunStore) -> None:
+def test_new_run_is_pending_with_its_creation_time(store: RunStore, run_id: str) -> None:
     """A created run is PENDING, created now (aware, UTC), not finished, with no step or error."""
     before = utc_now()
-    store.create(RUN, PLAN)
+    store.create(run_id, PLAN)
     after = utc_now()
 
-    record = store.record(RUN)
+    record = store.record(run_id)
 
     assert record is not None
     assert record.state is RunState.PENDING
@@ -123,28 +117,30 @@ def test_new_run_is_pending_with_its_creation_time(store: RunStore) -> None:
     assert record.error is None
 
 
-def test_mark_running_moves_pending_to_running(store: RunStore) -> None:
+def test_mark_running_moves_pending_to_running(store: RunStore, run_id: str) -> None:
     """mark_running turns a PENDING run RUNNING and keeps its creation time."""
-    store.create(RUN, PLAN)
-    created = store.record(RUN)
+    store.create(run_id, PLAN)
+    created = store.record(run_id)
 
-    store.mark_running(RUN)
-    store.mark_running(RUN)
+    store.mark_running(run_id)
+    store.mark_running(run_id)
 
-    record = store.record(RUN)
+    record = store.record(run_id)
     assert created is not None
     assert record == RunRecord(RunState.RUNNING, created_at=created.created_at)
 
 
 @pytest.mark.parametrize("state", [RunState.SUCCESS, RunState.FAILURE, RunState.CANCELLED])
-def test_mark_running_leaves_a_finished_run_alone(store: RunStore, state: RunState) -> None:
+def test_mark_running_leaves_a_finished_run_alone(
+    store: RunStore, state: RunState, run_id: str
+) -> None:
     """mark_running after the run ended does not bring it back to RUNNING."""
-    store.create(RUN, PLAN)
-    store.finish(RUN, state, step="0", error="boom")
+    store.create(run_id, PLAN)
+    store.finish(run_id, state, step="0", error="boom")
 
-    store.mark_running(RUN)
+    store.mark_running(run_id)
 
-    record = store.record(RUN)
+    record = store.record(run_id)
     assert record is not None
     assert record.state is state
 
@@ -156,17 +152,17 @@ def test_mark_running_does_not_create_a_run(store: RunStore) -> None:
     assert store.record("missing") is None
 
 
-def test_only_the_first_terminal_transition_wins(store: RunStore) -> None:
+def test_only_the_first_terminal_transition_wins(store: RunStore, run_id: str) -> None:
     """Finish returns True once; later finishes return False and change nothing."""
-    store.create(RUN, PLAN)
-    store.mark_running(RUN)
+    store.create(run_id, PLAN)
+    store.mark_running(run_id)
     before = utc_now()
 
-    assert store.finish(RUN, RunState.FAILURE, step="1.0", error="OSError: disk full") is True
-    assert store.finish(RUN, RunState.CANCELLED, step="2", error="cancelled") is False
-    assert store.finish(RUN, RunState.SUCCESS) is False
+    assert store.finish(run_id, RunState.FAILURE, step="1.0", error="OSError: disk full") is True
+    assert store.finish(run_id, RunState.CANCELLED, step="2", error="cancelled") is False
+    assert store.finish(run_id, RunState.SUCCESS) is False
 
-    record = store.record(RUN)
+    record = store.record(run_id)
     assert record is not None
     assert record.state is RunState.FAILURE
     assert record.step == "1.0"
@@ -177,16 +173,18 @@ def test_only_the_first_terminal_transition_wins(store: RunStore) -> None:
     assert record.settled_at is None
 
 
-def test_settled_at_is_the_end_or_the_later_settle(store: RunStore) -> None:
+def test_settled_at_is_the_end_or_the_later_settle(
+    store: RunStore, run_id: str, other_run_id: str
+) -> None:
     """Settled on finishing: the same moment as finished_at; else when settle() is called."""
-    store.create(RUN, PLAN)
-    store.create("run-2", PLAN)
-    store.finish(RUN, RunState.CANCELLED, error="cancelled", settled=True)
-    store.finish("run-2", RunState.CANCELLED, error="cancelled")
+    store.create(run_id, PLAN)
+    store.create(other_run_id, PLAN)
+    store.finish(run_id, RunState.CANCELLED, error="cancelled", settled=True)
+    store.finish(other_run_id, RunState.CANCELLED, error="cancelled")
     before = utc_now()
-    store.settle("run-2")
+    store.settle(other_run_id)
 
-    at_once, later = store.record(RUN), store.record("run-2")
+    at_once, later = store.record(run_id), store.record(other_run_id)
     assert at_once is not None
     assert later is not None
     assert at_once.settled_at == at_once.finished_at
@@ -195,11 +193,11 @@ def test_settled_at_is_the_end_or_the_later_settle(store: RunStore) -> None:
     assert before <= later.settled_at <= utc_now()
 
 
-def test_a_run_record_round_trips_through_json(store: RunStore) -> None:
+def test_a_run_record_round_trips_through_json(store: RunStore, run_id: str) -> None:
     """to_json is JSON-ready (times in seconds since the epoch); from_json reads it back."""
-    store.create(RUN, PLAN)
-    store.finish(RUN, RunState.FAILURE, step="0", error="ValueError: no", settled=True)
-    record = store.record(RUN)
+    store.create(run_id, PLAN)
+    store.finish(run_id, RunState.FAILURE, step="0", error="ValueError: no", settled=True)
+    record = store.record(run_id)
     assert record is not None
 
     data = json.loads(json.dumps(record.to_json()))
@@ -208,38 +206,38 @@ def test_a_run_record_round_trips_through_json(store: RunStore) -> None:
     assert RunRecord.from_json(data) == record
 
 
-def test_finish_from_pending_is_allowed(store: RunStore) -> None:
+def test_finish_from_pending_is_allowed(store: RunStore, run_id: str) -> None:
     """A run cancelled before any step ran ends from PENDING."""
-    store.create(RUN, PLAN)
+    store.create(run_id, PLAN)
 
-    assert store.finish(RUN, RunState.CANCELLED, error="cancelled by a client") is True
+    assert store.finish(run_id, RunState.CANCELLED, error="cancelled by a client") is True
 
-    record = store.record(RUN)
+    record = store.record(run_id)
     assert record is not None
     assert record.state is RunState.CANCELLED
     assert record.step is None
     assert record.error == "cancelled by a client"
 
 
-def test_finish_stores_the_root_path_as_the_step(store: RunStore) -> None:
+def test_finish_stores_the_root_path_as_the_step(store: RunStore, run_id: str) -> None:
     """The root's empty path is a step like any other, not "no step"."""
-    store.create(RUN, PLAN)
+    store.create(run_id, PLAN)
 
-    assert store.finish(RUN, RunState.FAILURE, step="", error="join failed") is True
+    assert store.finish(run_id, RunState.FAILURE, step="", error="join failed") is True
 
-    record = store.record(RUN)
+    record = store.record(run_id)
     assert record is not None
     assert record.step == ""
     assert record.error == "join failed"
 
 
-def test_success_stores_no_step_or_error(store: RunStore) -> None:
+def test_success_stores_no_step_or_error(store: RunStore, run_id: str) -> None:
     """A run finished as SUCCESS without step or error reads back with neither."""
-    store.create(RUN, PLAN)
+    store.create(run_id, PLAN)
 
-    assert store.finish(RUN, RunState.SUCCESS) is True
+    assert store.finish(run_id, RunState.SUCCESS) is True
 
-    record = store.record(RUN)
+    record = store.record(run_id)
     assert record is not None
     assert record.state is RunState.SUCCESS
     assert (record.step, record.error) == (None, None)
@@ -251,30 +249,32 @@ def test_finish_of_an_unknown_run_is_refused(store: RunStore) -> None:
     assert store.record("missing") is None
 
 
-def test_claim_is_once_only_per_marker(store: RunStore) -> None:
+def test_claim_is_once_only_per_marker(store: RunStore, run_id: str, other_run_id: str) -> None:
     """Each marker is claimed once; different markers and runs are independent."""
-    store.create(RUN, PLAN)
-    store.create("run-2", PLAN)
+    store.create(run_id, PLAN)
+    store.create(other_run_id, PLAN)
 
-    assert store.claim(RUN, "started:") is True
-    assert store.claim(RUN, "started:") is False
-    assert store.claim(RUN, "started:1") is True
-    assert store.claim(RUN, "completed:") is True
-    assert store.claim("run-2", "started:") is True
-    assert store.claim(RUN, "completed:") is False
+    assert store.claim(run_id, "started:") is True
+    assert store.claim(run_id, "started:") is False
+    assert store.claim(run_id, "started:1") is True
+    assert store.claim(run_id, "completed:") is True
+    assert store.claim(other_run_id, "started:") is True
+    assert store.claim(run_id, "completed:") is False
 
 
-def test_claimed_lists_every_marker_of_the_run(store: RunStore) -> None:
+def test_claimed_lists_every_marker_of_the_run(
+    store: RunStore, run_id: str, other_run_id: str
+) -> None:
     """Claimed returns the markers claimed for that run only."""
-    store.create(RUN, PLAN)
-    store.create("run-2", PLAN)
-    store.claim(RUN, "started:")
-    store.claim(RUN, "started:1.2")
-    store.claim(RUN, "started:")
-    store.claim("run-2", "failed:")
+    store.create(run_id, PLAN)
+    store.create(other_run_id, PLAN)
+    store.claim(run_id, "started:")
+    store.claim(run_id, "started:1.2")
+    store.claim(run_id, "started:")
+    store.claim(other_run_id, "failed:")
 
-    assert store.claimed(RUN) == {"started:", "started:1.2"}
-    assert store.claimed("run-2") == {"failed:"}
+    assert store.claimed(run_id) == {"started:", "started:1.2"}
+    assert store.claimed(other_run_id) == {"failed:"}
 
 
 def test_claim_on_an_unknown_run_is_refused(store: RunStore) -> None:
@@ -283,61 +283,65 @@ def test_claim_on_an_unknown_run_is_refused(store: RunStore) -> None:
     assert store.claimed("missing") == set()
 
 
-def test_claim_unless_ended_is_refused_once_the_run_has_ended(store: RunStore) -> None:
+def test_claim_unless_ended_is_refused_once_the_run_has_ended(
+    store: RunStore, run_id: str
+) -> None:
     """A process's end is claimed by its last step only while the run is under way."""
-    store.create(RUN, PLAN)
-    store.mark_running(RUN)
+    store.create(run_id, PLAN)
+    store.mark_running(run_id)
 
-    assert store.claim(RUN, "ended:1", unless_ended=True) is True
-    assert store.claim(RUN, "ended:1", unless_ended=True) is False
-    store.finish(RUN, RunState.CANCELLED)
+    assert store.claim(run_id, "ended:1", unless_ended=True) is True
+    assert store.claim(run_id, "ended:1", unless_ended=True) is False
+    store.finish(run_id, RunState.CANCELLED)
 
-    assert store.claim(RUN, "ended:2", unless_ended=True) is False
-    assert store.claim(RUN, "ended:2") is True  # what a cancel's hooks claim
+    assert store.claim(run_id, "ended:2", unless_ended=True) is False
+    assert store.claim(run_id, "ended:2") is True  # what a cancel's hooks claim
     assert store.claim("missing", "ended:", unless_ended=True) is False
-    assert store.claimed(RUN) == {"ended:1", "ended:2"}
+    assert store.claimed(run_id) == {"ended:1", "ended:2"}
 
 
-def test_finish_unless_claimed_is_refused_once_the_marker_is_claimed(store: RunStore) -> None:
+def test_finish_unless_claimed_is_refused_once_the_marker_is_claimed(
+    store: RunStore, run_id: str
+) -> None:
     """A cancel loses to the completion that claimed the root's end; others still finish."""
-    store.create(RUN, PLAN)
-    store.mark_running(RUN)
-    store.claim(RUN, "ended:", unless_ended=True)
+    store.create(run_id, PLAN)
+    store.mark_running(run_id)
+    store.claim(run_id, "ended:", unless_ended=True)
 
-    assert store.finish(RUN, RunState.CANCELLED, error="x", unless_claimed="ended:") is False
-    record = store.record(RUN)
+    assert store.finish(run_id, RunState.CANCELLED, error="x", unless_claimed="ended:") is False
+    record = store.record(run_id)
     assert record is not None
     assert (record.state, record.error, record.finished_at) == (RunState.RUNNING, None, None)
-    assert store.finish(RUN, RunState.SUCCESS, unless_claimed="ended:1") is True
-    assert store.finish(RUN, RunState.FAILURE) is False
+    assert store.finish(run_id, RunState.SUCCESS, unless_claimed="ended:1") is True
+    assert store.finish(run_id, RunState.FAILURE) is False
 
 
 def test_a_claim_unless_ended_and_a_finish_unless_claimed_racing_have_one_winner(
-    store: RunStore,
+    store: RunStore, run_id: str
 ) -> None:
     """The root's completion claiming its end and a cancel ending the run: exactly one wins."""
     for round_ in range(10):
-        run_id = f"run-{round_}"
-        store.create(run_id, PLAN)
-        store.mark_running(run_id)
+        each = f"{run_id}-{round_}"
+        store.create(each, PLAN)
+        store.mark_running(each)
 
-        def act(index: int, run_id: str = run_id) -> bool:
+        def act(index: int, each: str = each) -> bool:
             if index == 0:
-                return store.claim(run_id, "ended:", unless_ended=True)
-            return store.finish(run_id, RunState.CANCELLED, unless_claimed="ended:")
+                return store.claim(each, "ended:", unless_ended=True)
+            return store.finish(each, RunState.CANCELLED, unless_claimed="ended:")
 
         claimed, cancelled = race(2, act)
 
         assert claimed != cancelled
-        record = store.record(run_id)
+        record = store.record(each)
         assert record is not None
         assert record.state is (RunState.CANCELLED if cancelled else RunState.RUNNING)
-        assert store.claimed(run_id) == ({"ended:"} if claimed else set())
+        assert store.claimed(each) == ({"ended:"} if claimed else set())
 
 
-def test_step_records_round_trip(store: RunStore) -> None:
+def test_step_records_round_trip(store: RunStore, run_id: str) -> None:
     """put_step stores a StepRecord that step and steps return equal."""
-    store.create(RUN, PLAN)
+    store.create(run_id, PLAN)
     started = StepRecord(StepState.STARTED, attempts=1, started_at=1700000000.25)
     failed = StepRecord(
         StepState.FAILURE,
@@ -347,25 +351,29 @@ def test_step_records_round_trip(store: RunStore) -> None:
         error="ValueError: bad input ü",
     )
 
-    store.put_step(RUN, "0", started)
-    store.put_step(RUN, "1.2.3", failed)
-    store.put_step(RUN, "", StepRecord(StepState.SKIPPED))
+    store.put_step(run_id, "0", started)
+    store.put_step(run_id, "1.2.3", failed)
+    store.put_step(run_id, "", StepRecord(StepState.SKIPPED))
 
-    assert store.step(RUN, "0") == started
-    assert store.step(RUN, "1.2.3") == failed
-    assert store.step(RUN, "4") is None
-    assert store.steps(RUN) == {"0": started, "1.2.3": failed, "": StepRecord(StepState.SKIPPED)}
+    assert store.step(run_id, "0") == started
+    assert store.step(run_id, "1.2.3") == failed
+    assert store.step(run_id, "4") is None
+    assert store.steps(run_id) == {
+        "0": started,
+        "1.2.3": failed,
+        "": StepRecord(StepState.SKIPPED),
+    }
 
 
-def test_put_step_replaces_the_previous_record(store: RunStore) -> None:
+def test_put_step_replaces_the_previous_record(store: RunStore, run_id: str) -> None:
     """A step's later record replaces its earlier one."""
-    store.create(RUN, PLAN)
+    store.create(run_id, PLAN)
     started = StepRecord(StepState.STARTED, attempts=1, started_at=10.0)
-    store.put_step(RUN, "0", started)
+    store.put_step(run_id, "0", started)
 
-    store.put_step(RUN, "0", started.moved_to(StepState.SUCCESS, finished_at=11.0))
+    store.put_step(run_id, "0", started.moved_to(StepState.SUCCESS, finished_at=11.0))
 
-    assert store.steps(RUN) == {
+    assert store.steps(run_id) == {
         "0": StepRecord(StepState.SUCCESS, attempts=1, started_at=10.0, finished_at=11.0)
     }
 
@@ -378,17 +386,17 @@ def test_put_step_on_an_unknown_run_stores_nothing(store: RunStore) -> None:
     assert store.steps("missing") == {}
 
 
-def test_put_step_if_stores_only_over_the_expected_record(store: RunStore) -> None:
+def test_put_step_if_stores_only_over_the_expected_record(store: RunStore, run_id: str) -> None:
     """Compare-and-set: a new record, then a swap of the record read, but no stale swap."""
-    store.create(RUN, PLAN)
+    store.create(run_id, PLAN)
     first = StepRecord(StepState.STARTED, attempts=1, started_at=10.0)
     again = first.moved_to(StepState.STARTED, started_at=12.5, deliveries=2)
 
-    assert store.put_step_if(RUN, "0", first, None)
-    assert not store.put_step_if(RUN, "0", first, None)  # a record exists now
-    assert store.put_step_if(RUN, "0", again, first)
-    assert not store.put_step_if(RUN, "0", first, first)  # ``first`` is no longer stored
-    assert store.step(RUN, "0") == again
+    assert store.put_step_if(run_id, "0", first, None)
+    assert not store.put_step_if(run_id, "0", first, None)  # a record exists now
+    assert store.put_step_if(run_id, "0", again, first)
+    assert not store.put_step_if(run_id, "0", first, first)  # ``first`` is no longer stored
+    assert store.step(run_id, "0") == again
 
 
 def test_put_step_if_on_an_unknown_run_stores_nothing(store: RunStore) -> None:
@@ -397,33 +405,35 @@ def test_put_step_if_on_an_unknown_run_stores_nothing(store: RunStore) -> None:
     assert store.steps("missing") == {}
 
 
-def test_delete_forgets_everything_about_the_run(store: RunStore) -> None:
+def test_delete_forgets_everything_about_the_run(
+    store: RunStore, run_id: str, other_run_id: str
+) -> None:
     """After delete the run reads as absent and its id can be created again."""
-    store.create(RUN, PLAN)
-    store.create("run-2", PLAN)
-    store.mark_running(RUN)
-    store.claim(RUN, "started:")
-    store.put_step(RUN, "0", StepRecord(StepState.STARTED, attempts=1))
-    store.finish(RUN, RunState.FAILURE, step="0", error="boom")
+    store.create(run_id, PLAN)
+    store.create(other_run_id, PLAN)
+    store.mark_running(run_id)
+    store.claim(run_id, "started:")
+    store.put_step(run_id, "0", StepRecord(StepState.STARTED, attempts=1))
+    store.finish(run_id, RunState.FAILURE, step="0", error="boom")
 
-    store.delete(RUN)
+    store.delete(run_id)
 
-    assert store.plan(RUN) is None
-    assert store.record(RUN) is None
-    assert store.claimed(RUN) == set()
-    assert store.steps(RUN) == {}
-    assert store.create(RUN, PLAN) is True
-    assert store.claim(RUN, "started:") is True
-    assert store.record("run-2") is not None
+    assert store.plan(run_id) is None
+    assert store.record(run_id) is None
+    assert store.claimed(run_id) == set()
+    assert store.steps(run_id) == {}
+    assert store.create(run_id, PLAN) is True
+    assert store.claim(run_id, "started:") is True
+    assert store.record(other_run_id) is not None
 
 
-def test_delete_of_an_unknown_run_does_nothing(store: RunStore) -> None:
+def test_delete_of_an_unknown_run_does_nothing(store: RunStore, run_id: str) -> None:
     """Deleting a run id that was never created raises nothing and touches no other run."""
-    store.create(RUN, PLAN)
+    store.create(run_id, PLAN)
 
     store.delete("missing")
 
-    assert store.plan(RUN) == PLAN
+    assert store.plan(run_id) == PLAN
 
 
 def race(calls: int, action: Callable[[int], Any]) -> list[Any]:
@@ -444,20 +454,21 @@ def race(calls: int, action: Callable[[int], Any]) -> list[Any]:
     return results
 
 
-def test_concurrent_finishes_have_exactly_one_winner(store: RunStore) -> None:
+def test_concurrent_finishes_have_exactly_one_winner(store: RunStore, run_id: str) -> None:
     """Of 20 threads finishing the same run at once, exactly one ends it, and its state sticks."""
-    store.create(RUN, PLAN)
-    store.mark_running(RUN)
+    store.create(run_id, PLAN)
+    store.mark_running(run_id)
     states = [RunState.SUCCESS, RunState.FAILURE, RunState.CANCELLED]
 
     results = race(
-        20, lambda index: store.finish(RUN, states[index % 3], step=str(index), error=str(index))
+        20,
+        lambda index: store.finish(run_id, states[index % 3], step=str(index), error=str(index)),
     )
 
     assert results.count(True) == 1
     assert results.count(False) == 19
     winner = results.index(True)
-    record = store.record(RUN)
+    record = store.record(run_id)
     assert record is not None
     assert (record.state, record.step, record.error) == (
         states[winner % 3],
@@ -466,38 +477,38 @@ def test_concurrent_finishes_have_exactly_one_winner(store: RunStore) -> None:
     )
 
 
-def test_concurrent_claims_have_exactly_one_winner(store: RunStore) -> None:
+def test_concurrent_claims_have_exactly_one_winner(store: RunStore, run_id: str) -> None:
     """Of 20 threads claiming the same marker at once, exactly one gets it."""
-    store.create(RUN, PLAN)
+    store.create(run_id, PLAN)
 
-    results = race(20, lambda _: store.claim(RUN, "completed:"))
+    results = race(20, lambda _: store.claim(run_id, "completed:"))
 
     assert results.count(True) == 1
-    assert store.claimed(RUN) == {"completed:"}
+    assert store.claimed(run_id) == {"completed:"}
 
 
-def test_concurrent_step_starts_have_exactly_one_winner(store: RunStore) -> None:
+def test_concurrent_step_starts_have_exactly_one_winner(store: RunStore, run_id: str) -> None:
     """Of 20 threads starting the same step from the same record, exactly one starts it."""
-    store.create(RUN, PLAN)
+    store.create(run_id, PLAN)
     first = StepRecord(StepState.STARTED, attempts=1, started_at=10.0)
-    store.put_step(RUN, "0", first)
+    store.put_step(run_id, "0", first)
 
     results = race(
         20,
         lambda index: store.put_step_if(
-            RUN, "0", first.moved_to(StepState.STARTED, deliveries=2, error=str(index)), first
+            run_id, "0", first.moved_to(StepState.STARTED, deliveries=2, error=str(index)), first
         ),
     )
 
     assert results.count(True) == 1
-    stored = store.step(RUN, "0")
+    stored = store.step(run_id, "0")
     assert stored is not None
     assert stored.error == str(results.index(True))
 
 
-def test_concurrent_creates_have_exactly_one_winner(store: RunStore) -> None:
+def test_concurrent_creates_have_exactly_one_winner(store: RunStore, run_id: str) -> None:
     """Of 20 threads creating the same run id at once, exactly one creates it."""
-    results = race(20, lambda _: store.create(RUN, PLAN))
+    results = race(20, lambda _: store.create(run_id, PLAN))
 
     assert results.count(True) == 1
 
@@ -508,72 +519,72 @@ def run_keys(client: redis.Redis, run_id: str) -> dict[str, int]:
     }
 
 
-def test_redis_keys_of_a_run_expire_within_the_ttl(redis_client: redis.Redis) -> None:
+def test_redis_keys_of_a_run_expire_within_the_ttl(redis_client: redis.Redis, run_id: str) -> None:
     """Every Redis key a run writes carries a TTL of at most the store's ttl."""
     store = RedisRunStore(redis_client, ttl=TTL)
-    store.create(RUN, PLAN)
-    store.mark_running(RUN)
-    store.claim(RUN, "started:")
-    store.put_step(RUN, "0", StepRecord(StepState.STARTED, attempts=1))
-    store.finish(RUN, RunState.FAILURE, step="0", error="boom")
+    store.create(run_id, PLAN)
+    store.mark_running(run_id)
+    store.claim(run_id, "started:")
+    store.put_step(run_id, "0", StepRecord(StepState.STARTED, attempts=1))
+    store.finish(run_id, RunState.FAILURE, step="0", error="boom")
 
-    ttls = run_keys(redis_client, RUN)
+    ttls = run_keys(redis_client, run_id)
 
     assert set(ttls) == {
-        f"tasktronaut:{{{RUN}}}:{part}" for part in ("run", "plan", "claims", "steps")
+        f"tasktronaut:{{{run_id}}}:{part}" for part in ("run", "plan", "claims", "steps")
     }
     assert all(0 < ttl <= TTL for ttl in ttls.values()), ttls
 
 
 def test_redis_keys_of_a_run_expire_after_only_claims_and_steps(
-    redis_client: redis.Redis,
+    redis_client: redis.Redis, run_id: str
 ) -> None:
     """Keys first written by claim or put_step also get the TTL."""
     store = RedisRunStore(redis_client, ttl=TTL)
-    store.create(RUN, PLAN)
-    store.put_step(RUN, "0", StepRecord(StepState.STARTED, attempts=1))
-    store.claim(RUN, "started:")
-    store.claim(RUN, "started:")
+    store.create(run_id, PLAN)
+    store.put_step(run_id, "0", StepRecord(StepState.STARTED, attempts=1))
+    store.claim(run_id, "started:")
+    store.claim(run_id, "started:")
 
-    ttls = run_keys(redis_client, RUN)
+    ttls = run_keys(redis_client, run_id)
 
     assert len(ttls) == 4
     assert all(0 < ttl <= TTL for ttl in ttls.values()), ttls
 
 
-def test_redis_keys_do_not_expire_without_a_ttl(redis_client: redis.Redis) -> None:
+def test_redis_keys_do_not_expire_without_a_ttl(redis_client: redis.Redis, run_id: str) -> None:
     """With no ttl (result_expires unset) the run's keys are kept."""
     store = RedisRunStore(redis_client, ttl=None)
-    store.create(RUN, PLAN)
-    store.claim(RUN, "started:")
-    store.put_step(RUN, "0", StepRecord(StepState.STARTED, attempts=1))
+    store.create(run_id, PLAN)
+    store.claim(run_id, "started:")
+    store.put_step(run_id, "0", StepRecord(StepState.STARTED, attempts=1))
 
-    ttls = run_keys(redis_client, RUN)
+    ttls = run_keys(redis_client, run_id)
 
     assert len(ttls) == 4
     assert set(ttls.values()) == {-1}
 
 
-def test_redis_delete_removes_every_key_of_the_run(redis_client: redis.Redis) -> None:
+def test_redis_delete_removes_every_key_of_the_run(redis_client: redis.Redis, run_id: str) -> None:
     """Delete leaves no key of the run behind in Redis."""
     store = RedisRunStore(redis_client, ttl=TTL)
-    store.create(RUN, PLAN)
-    store.claim(RUN, "started:")
-    store.put_step(RUN, "0", StepRecord(StepState.STARTED, attempts=1))
+    store.create(run_id, PLAN)
+    store.claim(run_id, "started:")
+    store.put_step(run_id, "0", StepRecord(StepState.STARTED, attempts=1))
 
-    store.delete(RUN)
+    store.delete(run_id)
 
-    assert run_keys(redis_client, RUN) == {}
+    assert run_keys(redis_client, run_id) == {}
 
 
-def test_arrivals_are_counted_once_per_member(store: RunStore) -> None:
+def test_arrivals_are_counted_once_per_member(store: RunStore, run_id: str) -> None:
     """A member arriving twice (a redelivered message) counts once; chords count apart."""
-    store.create(RUN, PLAN)
+    store.create(run_id, PLAN)
 
-    counts = [store.arrive(RUN, "join:1", member) for member in (0, 1, 1, 2)]
+    counts = [store.arrive(run_id, "join:1", member) for member in (0, 1, 1, 2)]
 
     assert counts == [1, 2, 2, 3]
-    assert store.arrive(RUN, "step:4", 0) == 1
+    assert store.arrive(run_id, "step:4", 0) == 1
 
 
 def test_arrivals_for_an_unknown_run_count_nothing(store: RunStore) -> None:
@@ -581,11 +592,11 @@ def test_arrivals_for_an_unknown_run_count_nothing(store: RunStore) -> None:
     assert store.arrive("no-such-run", "join:1", 0) == 0
 
 
-def test_concurrent_arrivals_are_all_counted(store: RunStore) -> None:
+def test_concurrent_arrivals_are_all_counted(store: RunStore, run_id: str) -> None:
     """Of twenty members arriving at once, at least one sees all twenty (and sends the body)."""
-    store.create(RUN, PLAN)
+    store.create(run_id, PLAN)
 
-    counts = race(20, lambda member: store.arrive(RUN, "join:1", member))
+    counts = race(20, lambda member: store.arrive(run_id, "join:1", member))
 
     assert max(counts) == 20
-    assert store.arrive(RUN, "join:1", 0) == 20
+    assert store.arrive(run_id, "join:1", 0) == 20

@@ -1,4 +1,4 @@
-"""Where the integration tests find Redis and RabbitMQ, and whether they answer."""
+"""Where every test tier finds Redis, RabbitMQ and PostgreSQL, and whether they answer."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ from urllib.parse import urlparse
 
 REDIS_URL = os.environ.get("TASKTRONAUT_REDIS_URL", "redis://127.0.0.1:6379")
 AMQP_URL = os.environ.get("TASKTRONAUT_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+POSTGRES_URL = os.environ.get(
+    "TASKTRONAUT_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
 
 
 BROKER_DB = 10
 RESULT_DB = 11
 EVENTS_DB = 12
+STORES_DB = 15  # the run store tests' own
 
 
 def redis_db(number: int) -> str:
@@ -26,6 +30,7 @@ BROKERS = {
 }
 RESULTS = redis_db(RESULT_DB)
 EVENTS = redis_db(EVENTS_DB)
+STORES = redis_db(STORES_DB)
 
 
 def answers(url: str, timeout: float = 1.0) -> bool:
