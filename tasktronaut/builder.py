@@ -20,13 +20,14 @@ from typing import Any
 
 from typing_extensions import Unpack
 
+from . import paths
 from .arguments import validate_arguments, validate_option
 from .calling import invoke, reserved_problems, signature_problem
 from .context import Context
 from .decorators import task_metadata
 from .definition import ProcessDefinition, step_problem
 from .errors import BuildError, BuilderStateError, InvalidArgumentsError, InvalidStepError
-from .nodes import BlockNode, ExecutionMode, Node, ProcessNode, TaskNode, child_path
+from .nodes import BlockNode, ExecutionMode, Node, ProcessNode, TaskNode
 from .options import TaskOptions, TaskOptionsKwargs
 from .process import Process
 from .scope import Arguments
@@ -47,7 +48,7 @@ class _OpenBlock:
     def reserve(self) -> tuple[int, str]:
         self.children.append(None)
         index = len(self.children) - 1
-        return index, child_path(self.path, index)
+        return index, paths.child(self.path, index)
 
     def frozen_children(self) -> tuple[Node, ...]:
         return tuple(child for child in self.children if child is not None)

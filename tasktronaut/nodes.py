@@ -10,7 +10,8 @@ A node's ``repr`` leaves out its description, which may be built from a
 sensitive argument's value, and masks the sensitive arguments by name.
 
 Every node has a ``path``: the indexes leading to it from the root, joined
-with dots (``"2.1.0"``). The root process has the empty path.
+with dots (``"2.1.0"``); the root process has the empty path
+(see :mod:`tasktronaut.paths`).
 """
 
 from __future__ import annotations
@@ -85,12 +86,6 @@ class ProcessNode:
 
 
 Node = TaskNode | BlockNode | ProcessNode
-ContainerNode = BlockNode | ProcessNode
-
-
-def child_path(parent: str, index: int) -> str:
-    """The path of child ``index`` of the node at ``parent``."""
-    return f"{parent}.{index}" if parent else str(index)
 
 
 def walk(node: Node) -> Iterator[Node]:

@@ -10,55 +10,31 @@ from typing import TYPE_CHECKING, Any, Literal
 from celery import Celery
 from celery.app.defaults import DEFAULTS
 
-from tasktronaut.process import Process
-from tasktronaut.sensitive import NO_REDACTION
+from tasktronaut import Process, paths
+from tasktronaut.backend import NO_REDACTION
 
-from .apps import attach, runner_for
-from .canvas import (
-    BEGIN_TASK,
-    JOIN_TASK,
-    SETTLE_TASK,
-    START_TASK,
-    STEP_TASK,
-    name_sent_events_by_shadow,
-    settle_signature,
-    start_signature,
-)
+from .canvas import settle_signature, start_signature
+from .claims import Claim
 from .errors import (
     CONNECTION_ERRORS,
     BrokerUnavailableError,
     DuplicateRunError,
     RunNotFoundError,
     UnsafeSerializerWarning,
+    describe_error,
 )
-from .messages import message_fields
 from .plan import EncodedPlan, Plan, decode_plan, encode_plan, plan_process
 from .run import Run
-from .runner import DEFAULT_MAX_DELIVERIES, Runner, describe_error
-from .store import RunState, end_marker
+from .runner import DEFAULT_MAX_DELIVERIES, Runner
+from .store import RunState
 from .stores import check_app, joins_chords_natively, keeps_results_in_redis, store_for
-from .undelivered import RunnerRequest, watch
+from .worker import serve, serving
 
 if TYPE_CHECKING:
-    from celery import Task
-
     from .store import RunStore
 
 CANCELLED_BY_CLIENT = "cancelled by a client"
 DEFAULT_CANVAS_LIMIT = 32
-
-# Every Tasktronaut task acknowledges its message only once it has run, so a
-# message whose worker died is delivered again (at least once per step). Run and
-# step state live in the run store: each message says ``ignore_result`` unless a
-# chord needs the result (Celery before 5.4 reads only the task's own setting, so
-# that setting must keep results).
-_TASK_OPTIONS: dict[str, Any] = {
-    "bind": True,
-    "shared": False,
-    "acks_late": True,
-    "reject_on_worker_lost": True,
-}
-
 
 _PICKLE = frozenset({"pickle", "application/x-python-serialize"})
 
@@ -188,7 +164,7 @@ class CeleryBackend:
         self._lock = threading.RLock()
         self._store: RunStore | None = None
         self._runner: Runner | None = None
-        self._register_tasks()
+        serve(app, self)
 
     def __repr__(self) -> str:
         return f"<CeleryBackend app={self.app.main!r}>"
@@ -285,7 +261,10 @@ class CeleryBackend:
             return False
         root = self._decode_plan(encoded).root.name
         cancelled = self.store.finish(
-            run_id, RunState.CANCELLED, error=CANCELLED_BY_CLIENT, unless_claimed=end_marker("")
+            run_id,
+            RunState.CANCELLED,
+            error=CANCELLED_BY_CLIENT,
+            unless_claimed=Claim.ended(paths.ROOT).marker,
         )
         if not cancelled:
             record = self.store.record(run_id)
@@ -304,46 +283,8 @@ class CeleryBackend:
         """The plan as clients read it: without argument types, which only workers need."""
         return decode_plan(encoded, self.app.conf.accept_content, typed_values=False)
 
-    def _register_tasks(self) -> None:
-        """Register the runner tasks once per app; they serve the app's newest backend."""
-        if not attach(self.app, self):
-            return
-        watch(self.app)
-        name_sent_events_by_shadow(self.app)
 
-        def runner(task: Task) -> Runner:
-            served = runner_for(task.app)
-            assert served is not None, "a runner task of an app no backend serves"
-            return served
-
-        class RunnerTask(self.app.Task):  # type: ignore[name-defined,misc]
-            """Tasktronaut's tasks: the worker tells their runs when it kills a step."""
-
-            Request = RunnerRequest
-
-        options = {**_TASK_OPTIONS, "base": RunnerTask}
-
-        @self.app.task(name=START_TASK, **options)
-        def start(task: Task, *args: Any, **fields: Any) -> None:
-            (run,) = message_fields(task, args, fields, "run")
-            runner(task).start(task, run)
-
-        @self.app.task(name=STEP_TASK, **options)
-        def step(task: Task, *args: Any, **fields: Any) -> None:
-            run, path = message_fields(task, args, fields, "run", "step")
-            runner(task).step(task, run, path)
-
-        @self.app.task(name=BEGIN_TASK, **options)
-        def begin(task: Task, *args: Any, **fields: Any) -> None:
-            run, path = message_fields(task, args, fields, "run", "begin")
-            runner(task).begin(task, run, path)
-
-        @self.app.task(name=JOIN_TASK, **options)
-        def join(task: Task, *args: Any, **fields: Any) -> None:
-            run, path = message_fields(task, args, fields, "run", "join")
-            runner(task).join(task, run, path)
-
-        @self.app.task(name=SETTLE_TASK, **options)
-        def settle(task: Task, *args: Any, **fields: Any) -> None:
-            (run,) = message_fields(task, args, fields, "run")
-            runner(task).settle(run)
+def backend_for(app: Celery) -> CeleryBackend | None:
+    """The backend serving ``app`` (the newest created on it), with the settings it was given."""
+    served = serving(app)
+    return served if isinstance(served, CeleryBackend) else None

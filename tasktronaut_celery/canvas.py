@@ -16,74 +16,27 @@ from typing import TYPE_CHECKING, Any
 from celery import chain, chord, group
 from celery.canvas import Signature
 
-from .flow import Action, Begin, Chain, Flow, Join, Step
-from .plan import Plan
+from .compiler import Action, Begin, Chain, Flow, Join, Step
+from .protocol import (
+    BEGIN_TASK,
+    JOIN_TASK,
+    RUNNER_TASKS,
+    SETTLE_TASK,
+    START_TASK,
+    STEP_TASK,
+    begin_task_id,
+    join_task_id,
+    settle_task_id,
+    start_task_id,
+    step_task_id,
+)
+from .step_options import signature_options
 from .stores import chords_need_member_results
 
 if TYPE_CHECKING:
     from celery import Celery
 
-STEP_TASK = "tasktronaut.step"
-JOIN_TASK = "tasktronaut.join"
-BEGIN_TASK = "tasktronaut.begin"
-START_TASK = "tasktronaut.start"
-SETTLE_TASK = "tasktronaut.settle"
-RUNNER_TASKS = frozenset({STEP_TASK, JOIN_TASK, BEGIN_TASK, START_TASK, SETTLE_TASK})
-
-_SIGNATURE_OPTIONS = ("queue", "priority", "time_limit", "soft_time_limit")
-# How the task id of each kind of message ends (a step's is ``<run>:<path>``).
-_ID_SUFFIXES = {
-    JOIN_TASK: ":join",
-    BEGIN_TASK: ":begin",
-    START_TASK: ":start",
-    SETTLE_TASK: ":settle",
-}
-
-
-def step_task_id(run_id: str, path: str) -> str:
-    """The Celery task id of a step: the same on every delivery of the same run."""
-    return f"{run_id}:{path}"
-
-
-def join_task_id(run_id: str, path: str) -> str:
-    """The Celery task id of a join (``root`` stands for the root's empty path)."""
-    return f"{run_id}:{path or 'root'}{_ID_SUFFIXES[JOIN_TASK]}"
-
-
-def begin_task_id(run_id: str, path: str) -> str:
-    """The Celery task id of the begin of the sub-process at ``path``."""
-    return f"{run_id}:{path}{_ID_SUFFIXES[BEGIN_TASK]}"
-
-
-def start_task_id(run_id: str) -> str:
-    """The Celery task id of a run's start message."""
-    return f"{run_id}{_ID_SUFFIXES[START_TASK]}"
-
-
-def settle_task_id(run_id: str) -> str:
-    """The Celery task id of a run's settle message."""
-    return f"{run_id}{_ID_SUFFIXES[SETTLE_TASK]}"
-
-
-def parse_task_id(task_name: str, task_id: str) -> tuple[str, str | None] | None:
-    """The run id and path a Tasktronaut task id names, or ``None`` if it names none.
-
-    The inverse of the ids above; ``None`` as the path for a run's start and
-    settle messages. Paths never hold a colon, run ids may.
-    """
-    if task_name == STEP_TASK:
-        run_id, _, path = task_id.rpartition(":")
-        return (run_id, path) if run_id and path else None
-    suffix = _ID_SUFFIXES.get(task_name)
-    if suffix is None or not task_id.endswith(suffix):
-        return None
-    rest = task_id.removesuffix(suffix)
-    if task_name in (START_TASK, SETTLE_TASK):
-        return (rest, None) if rest else None
-    run_id, _, path = rest.rpartition(":")
-    if not run_id or not path:
-        return None
-    return run_id, "" if task_name == JOIN_TASK and path == "root" else path
+    from .plan import Plan
 
 
 def to_signature(
@@ -135,14 +88,13 @@ def action_signature(
 def step_signature(app: Celery, plan: Plan, path: str) -> Signature:
     """The signature of the step at ``path``."""
     step = plan.steps[path]
-    options: dict[str, Any] = {k: step.options[k] for k in _SIGNATURE_OPTIONS if k in step.options}
     return _signature(
         app,
         STEP_TASK,
         {"run": plan.run_id, "step": path},
         task_id=step_task_id(plan.run_id, path),
         shadow=plan.step_name(path),
-        **options,
+        **signature_options(step.options),
     )
 
 

@@ -34,8 +34,7 @@ from tasktronaut.definition import ProcessDefinition
 from tasktronaut.errors import TasktronautError
 from tasktronaut.process import Process
 
-from .apps import backend_for
-from .backend import CANCELLED_BY_CLIENT, CeleryBackend
+from .backend import CANCELLED_BY_CLIENT, CeleryBackend, backend_for
 from .embedded import EmbeddedBackend
 from .errors import (
     CONNECTION_ERRORS,

@@ -26,11 +26,17 @@ accepts pickle. ``SoftTimeLimitExceeded`` subclasses Celery's, naming the step a
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 from celery import exceptions as celery_exceptions
 from kombu.exceptions import OperationalError
 
 from tasktronaut.errors import TasktronautError, UnknownDefinitionError
+
+if TYPE_CHECKING:
+    from celery import Task
+
+    from tasktronaut.sensitive import Redactor
 
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OperationalError, OSError)
 """What a broker or result backend that is down or silent raises (redis-py's are no OSError)."""
@@ -100,6 +106,30 @@ class SoftTimeLimitExceeded(celery_exceptions.SoftTimeLimitExceeded):  # type: i
 
     def __str__(self) -> str:
         return Exception.__str__(self)
+
+
+def naming_time_limit(error: Exception, task: Task, step: str) -> Exception:
+    """``error``, unless it is Celery's bare soft time limit: then one naming ``step`` and the limit.
+
+    The limit is the one the worker enforced: the message's (the step's
+    ``soft_time_limit`` option), else the task's or the app's default.
+    """
+    if not isinstance(error, celery_exceptions.SoftTimeLimitExceeded) or isinstance(
+        error, SoftTimeLimitExceeded
+    ):
+        return error
+    limit = (task.request.timelimit or (None, None))[1]
+    limit = limit or task.soft_time_limit or task.app.conf.task_soft_time_limit
+    of = f" of {limit:g} s" if limit else ""
+    named = SoftTimeLimitExceeded(f"step {step} exceeded its soft time limit{of}")
+    named.__cause__ = error
+    named.__traceback__ = error.__traceback__
+    return named
+
+
+def describe_error(error: BaseException, redactor: Redactor) -> str:
+    """An error as shown in run records: ``TypeName: message``, sensitive values hidden."""
+    return redactor.text(f"{type(error).__name__}: {error}")
 
 
 class UnsafeSerializerWarning(UserWarning):

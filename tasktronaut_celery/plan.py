@@ -16,7 +16,6 @@ what the build made is refused there, not found out on a worker.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,13 +23,11 @@ from typing import Any
 from kombu.serialization import dumps, loads, prepare_accept_content
 from kombu.utils.encoding import bytes_to_str
 
-from tasktronaut.nodes import ProcessNode, TaskNode, walk
-from tasktronaut.process import Process
-from tasktronaut.registry import reference_of
-from tasktronaut.scope import Arguments
-from tasktronaut.sensitive import Redactor
+from tasktronaut import Process, TaskOptions, paths
+from tasktronaut.backend import Arguments, ProcessNode, Redactor, TaskNode, reference_of, walk
 
-from . import flow as flows
+from . import compiler
+from .dispatch import Dispatch, choose
 from .errors import ArgumentNotSerializableError, CorruptPlanError
 from .values import decode_value, encode_value
 
@@ -46,7 +43,7 @@ class PlannedStep:
     method: str
     description: str | None = field(repr=False)  # may quote a sensitive value
     arguments: Mapping[str, Any]
-    options: Mapping[str, Any]
+    options: TaskOptions
     completes: tuple[str, ...]
 
 
@@ -57,18 +54,6 @@ class PlannedProcess:
     path: str
     definition: str
     name: str
-
-
-class Dispatch(str, enum.Enum):
-    """Who starts each action of a run once the actions before it have succeeded."""
-
-    CANVAS = "canvas"
-    """Celery: the run's chains and chords are sent as canvas, each message carrying the
-    rest of its chain. Best for small processes: it is exactly hand-written canvas."""
-
-    WORKER = "worker"
-    """The worker that finishes an action sends what follows it; joins are counted in the
-    run store. Every message carries one step, whatever the size of the process."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +68,7 @@ class Plan:
     processes: Mapping[str, PlannedProcess]
     steps: Mapping[str, PlannedStep]
     joins: Mapping[str, tuple[str, ...]]
-    flow: flows.Flow
+    flow: compiler.Flow
     dispatch: Dispatch = Dispatch.CANVAS
     sensitive_arguments: frozenset[str] = frozenset()
     redactor: Redactor = field(init=False, repr=False, compare=False)
@@ -106,10 +91,7 @@ class Plan:
     def lineage(self, path: str) -> tuple[str, ...]:
         """Paths of the processes that are or contain ``path``, innermost first, root last."""
         found = [path] if path in self.processes else []
-        while path:
-            path = path.rpartition(".")[0]
-            if path in self.processes:
-                found.append(path)
+        found.extend(p for p in paths.ancestors(path) if p in self.processes)
         return tuple(found)
 
     def to_data(self) -> dict[str, Any]:
@@ -123,7 +105,7 @@ class Plan:
                 step.method,
                 step.description,
                 layers.index(step.arguments),
-                dict(step.options),
+                step.options.as_dict(),
                 list(step.completes),
             ]
             for path, step in self.steps.items()
@@ -135,7 +117,7 @@ class Plan:
             "scopes": layers.stored,
             "steps": steps,
             "joins": {path: list(completes) for path, completes in self.joins.items()},
-            "flow": flows.to_data(self.flow),
+            "flow": compiler.to_data(self.flow),
             "dispatch": self.dispatch.value,
             "sensitive": sorted(self.sensitive_arguments),
         }
@@ -160,14 +142,20 @@ class Plan:
             scopes = _Layers.restore(data["scopes"], sensitive, typed_values)
             steps = {
                 path: PlannedStep(
-                    path, process, method, description, scopes[scope], options, tuple(completes)
+                    path,
+                    process,
+                    method,
+                    description,
+                    scopes[scope],
+                    TaskOptions(**options),
+                    tuple(completes),
                 )
                 for path, (process, method, description, scope, options, completes) in data[
                     "steps"
                 ].items()
             }
             joins = {path: tuple(completes) for path, completes in data["joins"].items()}
-            flow = flows.from_data(data["flow"])
+            flow = compiler.from_data(data["flow"])
             dispatch = Dispatch(data["dispatch"])
             plan = cls(str(data["run"]), processes, steps, joins, flow, dispatch, sensitive)
         except CorruptPlanError:
@@ -181,13 +169,13 @@ class Plan:
         """Refuse a plan whose flow names steps or joins it does not define."""
         if "" not in self.processes:
             raise CorruptPlanError("stored plan has no root process")
-        for action in flows.actions(self.flow):
+        for action in compiler.actions(self.flow):
             known: Mapping[str, object] = self.processes
-            if isinstance(action, flows.Step):
+            if isinstance(action, compiler.Step):
                 known = self.steps
-            elif isinstance(action, flows.Join):
+            elif isinstance(action, compiler.Join):
                 known = self.joins
-            if action.path not in known or action == flows.Begin(""):
+            if action.path not in known or action == compiler.Begin(""):
                 raise CorruptPlanError(f"stored plan's flow names an unknown {action}")
         for step in self.steps.values():
             if step.process not in self.processes:
@@ -239,12 +227,10 @@ class _Layers:
 def plan_process(process: Process, canvas_limit: int | None = None, chords: bool = True) -> Plan:
     """Compile ``process`` and collect what its steps need at run time.
 
-    Processes of at most ``canvas_limit`` actions (steps, joins, begins) are
-    dispatched as Celery canvas, larger ones by the workers; ``None`` means
-    canvas whatever the size. Without ``chords``, a process with a concurrent
-    section is dispatched by the workers whatever its size.
+    How the run is dispatched follows from ``canvas_limit`` and ``chords``
+    by the rule of :func:`~tasktronaut_celery.dispatch.choose`.
     """
-    compiled = flows.compile_process(process.root)
+    compiled = compiler.compile_process(process.root)
     processes: dict[str, PlannedProcess] = {}
     steps: dict[str, PlannedStep] = {}
     for node in walk(process.root):
@@ -255,37 +241,22 @@ def plan_process(process: Process, canvas_limit: int | None = None, chords: bool
         elif isinstance(node, TaskNode):
             steps[node.path] = PlannedStep(
                 path=node.path,
-                process=_owner(processes, node.path),
+                process=next(p for p in paths.ancestors(node.path) if p in processes),
                 method=node.method,
                 description=node.description,
                 arguments=node.arguments,
-                options=node.options.as_dict(),
-                completes=compiled.completes.get(flows.Step(node.path), ()),
+                options=node.options,
+                completes=compiled.completes.get(compiler.Step(node.path), ()),
             )
-    joins = {join.path: compiled.completes.get(join, ()) for join in compiled.joins()}
-    size = sum(1 for _ in flows.actions(compiled.flow))
-    by_canvas = (canvas_limit is None or size <= canvas_limit) and (
-        chords or not flows.has_chord(compiled.flow)
-    )
-    dispatch = Dispatch.CANVAS if by_canvas else Dispatch.WORKER
     return Plan(
         process.identifier,
         processes,
         steps,
-        joins,
+        compiled.joins,
         compiled.flow,
-        dispatch,
+        choose(compiled, canvas_limit, chords),
         process.sensitive_arguments,
     )
-
-
-def _owner(processes: Mapping[str, PlannedProcess], path: str) -> str:
-    """The path of the innermost process containing ``path``."""
-    while path:
-        path = path.rpartition(".")[0]
-        if path in processes:
-            return path
-    return ""
 
 
 @dataclass(frozen=True, slots=True)

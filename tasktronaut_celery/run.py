@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ProcessCancelled, ProcessFailed, RunNotFoundError, failed_hook
 from .plan import Plan
+from .step_options import max_retries
 from .store import RunRecord, RunState, StepRecord, StepState, to_moment
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def _status(plan: Plan, path: str, record: StepRecord | None, finished: bool) ->
         state=record.state,
         attempts=record.attempts,
         deliveries=record.deliveries,
-        max_retries=step.options.get("max_retries", 0),
+        max_retries=max_retries(step.options),
         started_at=to_moment(record.started_at),
         finished_at=to_moment(record.finished_at),
         error=record.error,

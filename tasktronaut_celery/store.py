@@ -171,7 +171,8 @@ class RunStore(ABC):
         ``settled`` says that nothing remains to be done for the run's end.
         ``unless_claimed`` is a marker that, once claimed, keeps the run from
         being ended here: a client's cancel loses to the top-level process's
-        completion once that has claimed :func:`end_marker` ``("")``.
+        completion once that has claimed its end
+        (:meth:`Claim.ended <tasktronaut_celery.claims.Claim.ended>` of the root).
         """
 
     @abstractmethod
@@ -221,15 +222,6 @@ class RunStore(ABC):
     @abstractmethod
     def steps(self, run_id: str) -> dict[str, StepRecord]:
         """The records of every step that has started, by path."""
-
-
-def end_marker(process: str) -> str:
-    """The claim of the process at path ``process``'s end: one terminal hook fires for it.
-
-    Whoever claims it fires ``on_completed``, ``on_failed`` or
-    ``on_cancelled``; nothing else ends that process.
-    """
-    return f"ended:{process}"
 
 
 def now() -> float:

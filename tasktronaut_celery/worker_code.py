@@ -9,9 +9,8 @@ step methods are looked up by the rules the steps themselves are run by.
 
 from __future__ import annotations
 
-from tasktronaut.definition import ProcessDefinition, step_problem
+from tasktronaut.backend import ProcessDefinition, resolve_definition, step_problem
 from tasktronaut.errors import UnknownDefinitionError
-from tasktronaut.registry import resolve_definition
 
 from .plan import Plan
 

@@ -35,8 +35,8 @@ from tasktronaut import (
     InvalidStepError,
     ProcessDefinition,
     TasktronautError,
+    paths,
 )
-from tasktronaut.nodes import child_path
 
 NAMES = ("a", "b", "c")
 """The argument names random trees put in scope."""
@@ -520,7 +520,7 @@ class _Slots:
 
     def reserve(self) -> str:
         self.count += 1
-        return child_path(self.path, self.count - 1)
+        return paths.child(self.path, self.count - 1)
 
 
 def expect(case: Case) -> Expectation:

@@ -15,7 +15,7 @@ from celery.signals import task_postrun
 
 from tasktronaut import Builder, Context, ExecutionMode, ProcessDefinition
 from tasktronaut_celery import EmbeddedBackend, ProcessCancelled, RunState, StepState
-from tasktronaut_celery.canvas import step_task_id
+from tasktronaut_celery.protocol import step_task_id
 from tests.support import wait_until
 
 HELD = 10

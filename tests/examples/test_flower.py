@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from celery import states
 
-from tasktronaut_celery.canvas import settle_task_id
+from tasktronaut_celery.protocol import settle_task_id
 from tests.support import flower as run_flower
 from tests.support import wait_until
 

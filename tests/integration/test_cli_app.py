@@ -18,11 +18,10 @@ from tasktronaut import ProcessDefinition
 from tasktronaut_celery import StepState
 from tasktronaut_celery.cli import EXIT_CANCELLED, EXIT_FAILED, main
 from tests.services import BROKERS, EVENTS, RESULTS
-from tests.support import celery_worker
+from tests.support import celery_worker, wait_until
 
 from . import processes, worker_app
 from .conftest import WORKER_QUEUES
-from .test_semantics import wait_until
 
 APP = "tests.integration.worker_app:app"
 
@@ -52,7 +51,7 @@ def test_run_with_app_enqueues_on_it_and_follows_the_run() -> None:
 def test_status_and_cancel_by_run_id() -> None:
     """Status shows a running run; cancel stops it; a second cancel says it had ended."""
     run = processes.Gated.build().enqueue(worker_app.backend)
-    wait_until(lambda: run.steps()[0].state is StepState.STARTED)
+    wait_until(lambda: run.steps()[0].state is StepState.STARTED, 30, "the first step starting")
 
     status = CliRunner().invoke(main, ["status", run.id, "--app", "tests.integration.worker_app"])
     cancel = CliRunner().invoke(main, ["cancel", run.id, "--app", APP])
@@ -113,7 +112,7 @@ def test_status_of_an_ended_run_exits_like_run(
 ) -> None:
     """A failed run exits 1, a cancelled one 3, each saying why as `run` does."""
     run = definition.build().enqueue(worker_app.backend)
-    wait_until(lambda: run.record.settled_at is not None)
+    wait_until(lambda: run.record.settled_at is not None, 30, "the run settling")
 
     result = CliRunner().invoke(main, ["status", run.id, "--app", APP])
 
@@ -124,10 +123,10 @@ def test_status_of_an_ended_run_exits_like_run(
 def test_status_of_a_run_cancelled_by_a_client_says_so() -> None:
     """Not 'at step None': the client's cancel is the reason, and the exit code is 3."""
     run = processes.Gated.build().enqueue(worker_app.backend)
-    wait_until(lambda: run.steps()[0].state is StepState.STARTED)
+    wait_until(lambda: run.steps()[0].state is StepState.STARTED, 30, "the first step starting")
     run.cancel()
     redis.Redis.from_url(EVENTS).rpush(processes.gate_key(run.id), "open")
-    wait_until(lambda: run.record.settled_at is not None)
+    wait_until(lambda: run.record.settled_at is not None, 30, "the run settling")
 
     result = CliRunner().invoke(main, ["status", run.id, "--app", APP])
 

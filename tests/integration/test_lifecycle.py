@@ -26,7 +26,7 @@ from tasktronaut import (
     TaskOptions,
 )
 from tasktronaut_celery import CeleryBackend, ProcessCancelled, ProcessFailed, RunState, StepState
-from tasktronaut_celery.canvas import step_task_id
+from tasktronaut_celery.protocol import step_task_id
 from tests.services import EVENTS
 from tests.support import wait_until
 

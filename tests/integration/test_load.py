@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tasktronaut_celery import CeleryBackend, RunState
-from tasktronaut_celery.plan import Dispatch
+from tasktronaut_celery.dispatch import Dispatch
 from tests.services import BROKERS
 
 from .load import RUNS, THREADS, Started, load_workers, settle, start_load

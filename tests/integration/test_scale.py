@@ -15,7 +15,7 @@ from celery.signals import before_task_publish
 
 from tasktronaut import Builder, ExecutionMode, ProcessDefinition
 from tasktronaut_celery import CeleryBackend, RunState, StepState
-from tasktronaut_celery.plan import Dispatch
+from tasktronaut_celery.dispatch import Dispatch
 from tests.services import BROKERS
 
 from .conftest import WORKER_QUEUES

@@ -11,7 +11,8 @@ from celery import Celery
 from examples import user_guide
 from tasktronaut import ProcessDefinition, TasktronautError
 from tasktronaut_celery import CeleryBackend, UnsupportedAppError
-from tasktronaut_celery.plan import Dispatch, plan_process
+from tasktronaut_celery.dispatch import Dispatch
+from tasktronaut_celery.plan import plan_process
 from tasktronaut_celery.stores.memory import MemoryRunStore
 from tests.services import STORES
 

@@ -1,4 +1,4 @@
-"""The compiler and canvas: every process becomes the Celery canvas the rules of flow.py describe."""
+"""The compiler and canvas: every process becomes the Celery canvas the rules of compiler.py describe."""
 
 from __future__ import annotations
 
@@ -34,9 +34,10 @@ from tasktronaut import (
     task,
 )
 from tasktronaut_celery import CeleryBackend
-from tasktronaut_celery.canvas import BEGIN_TASK, JOIN_TASK, STEP_TASK, shape, to_signature
-from tasktronaut_celery.flow import Chain, Chord, Join, Step, actions, compile_process
+from tasktronaut_celery.canvas import shape, to_signature
+from tasktronaut_celery.compiler import Chain, Chord, Join, Step, actions, compile_process
 from tasktronaut_celery.plan import Plan, plan_process
+from tasktronaut_celery.protocol import BEGIN_TASK, JOIN_TASK, STEP_TASK
 
 RUN = "run-1"
 
@@ -787,7 +788,7 @@ def test_step_scheduling_options_become_signature_options(app: Celery) -> None:
         "queue": "cpu",
         "ignore_result": True,
     }
-    assert plan.steps["0"].options["max_retries"] == 3
+    assert plan.steps["0"].options.max_retries == 3
 
 
 def test_canvas_is_the_same_for_two_builds_with_the_same_identifier(app: Celery) -> None:

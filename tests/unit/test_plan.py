@@ -17,10 +17,10 @@ from examples.user_guide import (
     MainProcess,
     ProcessWithArguments,
 )
-from tasktronaut import Builder, Process, ProcessDefinition, TasktronautError
+from tasktronaut import Builder, Process, ProcessDefinition, TaskOptions, TasktronautError
 from tasktronaut.registry import reference_of
 from tasktronaut_celery import ArgumentNotSerializableError, CorruptPlanError
-from tasktronaut_celery.flow import Step
+from tasktronaut_celery.compiler import Step
 from tasktronaut_celery.plan import (
     PLAN_VERSION,
     EncodedPlan,
@@ -352,6 +352,6 @@ def test_step_arguments_and_options_are_planned() -> None:
     assert step.arguments["count"] == 3
     assert step.arguments["date"] == datetime.date(2024, 1, 31)
     assert step.arguments["data"] == {"k": 1}
-    assert step.options == {}
+    assert step.options == TaskOptions()
     assert step.completes == ("",)
     assert Step("0") == plan_process(process).flow

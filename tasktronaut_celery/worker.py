@@ -1,9 +1,16 @@
-"""End the run when Celery drops one of its messages or kills its step, unseen by the runner.
+"""Tasktronaut on the worker: its tasks, their request class, and the hooks for dropped messages.
+
+:func:`serve` registers one task per kind of message (:data:`protocol.FIELDS
+<tasktronaut_celery.protocol.FIELDS>`), each handing the message's fields to
+the runner of the backend serving the app. That backend is kept on the app
+itself (the newest one created on it wins), so a test or a reconfigured
+project can replace it, and Celery's hooks, which see only the app, find it
+there.
 
 A worker revokes a message whose task id was revoked, refuses one it cannot
 decode or whose content type it does not accept, and kills a step at its
 hard time limit. Celery handles these in the worker's main process and never
-tells the task, so without this module the run would wait forever for a step
+tells the task, so without these hooks the run would wait forever for a step
 that never ends. Tasktronaut listens where Celery reports them (the
 ``task_revoked`` signal, the consumer's handlers for unreadable messages, the
 request's ``on_timeout``) and cancels or fails the run there, naming the step.
@@ -14,7 +21,8 @@ when its body cannot be read.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from billiard.einfo import ExceptionWithTraceback
 from celery import bootsteps
@@ -22,22 +30,105 @@ from celery.exceptions import InvalidTaskError, TimeLimitExceeded
 from celery.signals import task_revoked
 from celery.worker.request import Request
 
-from .apps import runner_for
-from .canvas import RUNNER_TASKS, STEP_TASK, parse_task_id
-from .errors import CorruptPlanError
-from .messages import RunEnded
+from tasktronaut.backend import NO_REDACTION
+
+from .canvas import name_sent_events_by_shadow
+from .errors import CorruptPlanError, describe_error
+from .protocol import (
+    BEGIN_TASK,
+    JOIN_TASK,
+    RUNNER_TASKS,
+    SETTLE_TASK,
+    START_TASK,
+    STEP_TASK,
+    RunEnded,
+    check_body,
+    message_fields,
+    parse_task_id,
+)
+from .runner import Runner
 from .store import RunState
 
 if TYPE_CHECKING:
-    from celery import Celery
+    from celery import Celery, Task
 
 logger = logging.getLogger("tasktronaut.celery")
 
+_SERVED_BY = "tasktronaut_backend"
+"""The attribute of a Celery app that holds the backend serving it."""
 
-def watch(app: Celery) -> None:
-    """Have ``app``'s workers end the runs of Tasktronaut messages they drop."""
+# Every Tasktronaut task acknowledges its message only once it has run, so a
+# message whose worker died is delivered again (at least once per step). Run and
+# step state live in the run store: each message says ``ignore_result`` unless a
+# chord needs the result (Celery before 5.4 reads only the task's own setting, so
+# that setting must keep results).
+_TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "shared": False,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+}
+
+_HANDLERS: dict[str, Callable[..., None]] = {
+    START_TASK: Runner.start,
+    STEP_TASK: Runner.step,
+    BEGIN_TASK: Runner.begin,
+    JOIN_TASK: Runner.join,
+    SETTLE_TASK: Runner.settle,
+}
+
+
+class Serving(Protocol):
+    """What serves an app's Tasktronaut tasks: a backend with its runner."""
+
+    @property
+    def runner(self) -> Runner:
+        """What the app's workers do with Tasktronaut messages."""
+        ...
+
+
+def serve(app: Celery, backend: Serving) -> None:
+    """Have ``backend`` serve ``app``'s Tasktronaut tasks, registering them on first use."""
+    first = serving(app) is None
+    setattr(app, _SERVED_BY, backend)
+    if not first:
+        return
     app.steps["consumer"].add(FailRunsOfUnreadableMessages)
     task_revoked.connect(_cancel_revoked_runs, dispatch_uid="tasktronaut-revoked-runs")
+    name_sent_events_by_shadow(app)
+
+    class RunnerTask(app.Task):  # type: ignore[misc]
+        """Tasktronaut's tasks: the worker tells their runs when it kills a step."""
+
+        Request = RunnerRequest
+
+    for name, handler in _HANDLERS.items():
+        app.task(name=name, base=RunnerTask, **_TASK_OPTIONS)(_task_function(name, handler))
+
+
+def serving(app: Celery) -> Serving | None:
+    """The backend serving ``app`` (the newest created on it), if any."""
+    served: Serving | None = getattr(app, _SERVED_BY, None)
+    return served
+
+
+def _runner_of(app: Celery) -> Runner | None:
+    backend = serving(app)
+    return backend.runner if backend is not None else None
+
+
+def _task_function(name: str, handler: Callable[..., None]) -> Callable[..., None]:
+    """The function of the task ``name``: check the message's fields, then ``handler`` them."""
+
+    def run(task: Task, *args: Any, **fields: Any) -> None:
+        values = message_fields(task, args, fields)
+        runner = _runner_of(task.app)
+        assert runner is not None, "a runner task of an app no backend serves"
+        handler(runner, task, *values)
+
+    run.__name__ = run.__qualname__ = name.rpartition(".")[2]
+    run.__doc__ = handler.__doc__
+    return run
 
 
 def _cancel_revoked_runs(
@@ -52,7 +143,7 @@ def _cancel_revoked_runs(
     name = getattr(sender, "name", None)
     if name not in RUNNER_TASKS:
         return
-    runner = runner_for(sender.app)
+    runner = _runner_of(sender.app)
     target = parse_task_id(name, str(getattr(request, "id", "")))
     if runner is None or target is None:
         return
@@ -109,7 +200,7 @@ def _refusing_malformed(consumer: Any, name: str, strategy: Any) -> Any:
 
     def guarded(message: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            _check_shape(message.payload if body is None else body)
+            check_body(message.payload if body is None else body)
             return strategy(message, body, *args, **kwargs)
         except (ValueError, TypeError) as exc:  # e.g. a body that is not a 3-item list
             headers = getattr(message, "headers", None) or {}
@@ -122,17 +213,6 @@ def _refusing_malformed(consumer: Any, name: str, strategy: Any) -> Any:
 
     guarded.tasktronaut_guarded = True  # type: ignore[attr-defined]
     return guarded
-
-
-def _check_shape(payload: Any) -> None:
-    """Raise ``ValueError`` unless ``payload`` is a protocol-2 body: args, kwargs, embed."""
-    if not isinstance(payload, (list, tuple)) or len(payload) != 3:
-        raise ValueError(f"a {type(payload).__name__}, not a 3-item list")
-    args, kwargs, embed = payload
-    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
-        raise ValueError("args must be a list and kwargs an object")
-    if embed is not None and not isinstance(embed, dict):
-        raise ValueError("embed must be an object")
 
 
 class RunnerRequest(Request):  # type: ignore[misc]
@@ -159,13 +239,14 @@ class RunnerRequest(Request):  # type: ignore[misc]
         super().on_timeout(soft, timeout)
         if soft:
             return  # the step itself sees SoftTimeLimitExceeded
-        runner = runner_for(self.task.app)
+        runner = _runner_of(self.task.app)
         target = parse_task_id(self.task.name, self.id)
         if runner is not None and target is not None:
             killed = TimeLimitExceeded(
                 f"the worker killed it at its hard time limit ({timeout} s)"
             )
-            _guarded(runner.end_from_outside, *target, RunState.FAILURE, _described(killed))
+            reason = describe_error(killed, NO_REDACTION)
+            _guarded(runner.end_from_outside, *target, RunState.FAILURE, reason)
 
 
 def _fail_run_of(app: Celery, message: Any, exc: Exception) -> None:
@@ -173,22 +254,19 @@ def _fail_run_of(app: Celery, message: Any, exc: Exception) -> None:
     name, task_id = headers.get("task"), headers.get("id")
     if name not in RUNNER_TASKS or not isinstance(task_id, str):
         return
-    runner = runner_for(app)
+    runner = _runner_of(app)
     target = parse_task_id(name, task_id)
     if runner is None or target is None:
         return
     run_id, path = target
+    # These errors carry ids and paths, never argument values: nothing to redact.
     error = CorruptPlanError(
         f"the worker could not read the {name} message {task_id} "
-        f"({_described(exc)}); check that the client and the workers "
+        f"({describe_error(exc, NO_REDACTION)}); check that the client and the workers "
         "use the same serializer and accept_content"
     )
-    _guarded(runner.end_from_outside, run_id, path, RunState.FAILURE, _described(error))
-
-
-def _described(error: BaseException) -> str:
-    """An error as run records show it; these carry ids and paths, never argument values."""
-    return f"{type(error).__name__}: {error}"
+    reason = describe_error(error, NO_REDACTION)
+    _guarded(runner.end_from_outside, run_id, path, RunState.FAILURE, reason)
 
 
 def _guarded(end_run: Any, *args: Any) -> None:

@@ -22,10 +22,10 @@ The rules it follows (each avoids a measured hazard of plain canvas):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from tasktronaut.nodes import ExecutionMode, Node, ProcessNode, TaskNode
+from tasktronaut.backend import ExecutionMode, Node, ProcessNode, TaskNode
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,18 +72,19 @@ Flow = Step | Join | Begin | Chain | Chord
 
 @dataclass(frozen=True, slots=True)
 class CompiledProcess:
-    """A flow and, per action, the processes it completes (innermost first)."""
+    """What compiling a process gives: its flow and what a plan needs to know of it.
+
+    ``completes`` gives, per action, the processes it completes (innermost
+    first); ``joins`` the same for every join, by path, including joins that
+    complete nothing. ``size`` counts the flow's actions (steps, joins,
+    begins); ``has_chord`` says whether any concurrent section needs joining.
+    """
 
     flow: Flow
-    completes: dict[Action, tuple[str, ...]]
-
-    def joins(self) -> Iterator[Join]:
-        """Every join of the flow."""
-        return (action for action in actions(self.flow) if isinstance(action, Join))
-
-    def begins(self) -> Iterator[Begin]:
-        """Every begin of the flow."""
-        return (action for action in actions(self.flow) if isinstance(action, Begin))
+    completes: Mapping[Action, tuple[str, ...]]
+    joins: Mapping[str, tuple[str, ...]]
+    size: int
+    has_chord: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +157,13 @@ class _Compiler:
 
 
 def compile_process(root: ProcessNode) -> CompiledProcess:
-    """Compile a process tree into its flow."""
+    """Compile a process tree into its flow, with what a plan needs to know of it."""
     compiler = _Compiler()
     flow = compiler.fold(compiler.sequence(root))
     completes = {action: tuple(paths) for action, paths in compiler.completes.items()}
-    return CompiledProcess(flow, completes)
+    every = list(actions(flow))
+    joins = {a.path: completes.get(a, ()) for a in every if isinstance(a, Join)}
+    return CompiledProcess(flow, completes, joins, len(every), _has_chord(flow))
 
 
 def actions(flow: Flow) -> Iterator[Action]:
@@ -176,56 +179,11 @@ def actions(flow: Flow) -> Iterator[Action]:
         yield flow.body
 
 
-def has_chord(flow: Flow) -> bool:
+def _has_chord(flow: Flow) -> bool:
     """Whether ``flow`` holds a chord: a concurrent section that Celery would join."""
     if isinstance(flow, Chord):
         return True
-    return isinstance(flow, Chain) and any(has_chord(item) for item in flow.items)
-
-
-@dataclass(frozen=True, slots=True)
-class Continuation:
-    """What follows an action once it has succeeded, when the worker drives the flow.
-
-    Either ``start`` these actions, or count this action's chord member in:
-    when all ``size`` members of the chord whose body is ``chord`` have arrived,
-    start the body. Neither means the flow ends here.
-    """
-
-    start: tuple[Action, ...] = ()
-    chord: Action | None = None
-    member: int = 0
-    size: int = 0
-
-
-def entries(flow: Flow) -> tuple[Action, ...]:
-    """The actions that start ``flow``: its first action, or every first action of a chord."""
-    if isinstance(flow, (Step, Join, Begin)):
-        return (flow,)
-    if isinstance(flow, Chain):
-        return entries(flow.items[0])
-    return tuple(action for member in flow.header for action in entries(member))
-
-
-def continuations(flow: Flow) -> dict[Action, Continuation]:
-    """For every action of ``flow``, what follows it: the flow's chains and chords, unrolled."""
-    following: dict[Action, Continuation] = {}
-
-    def link(node: Flow, then: Continuation) -> None:
-        if isinstance(node, (Step, Join, Begin)):
-            following[node] = then
-        elif isinstance(node, Chain):
-            for item, after in zip(node.items, node.items[1:], strict=False):
-                link(item, Continuation(start=entries(after)))
-            link(node.items[-1], then)
-        else:
-            size = len(node.header)
-            for index, member in enumerate(node.header):
-                link(member, Continuation(chord=node.body, member=index, size=size))
-            link(node.body, then)
-
-    link(flow, Continuation())
-    return following
+    return isinstance(flow, Chain) and any(_has_chord(item) for item in flow.items)
 
 
 _KINDS: dict[str, type[Action]] = {"step": Step, "join": Join, "begin": Begin}

@@ -1,0 +1,201 @@
+"""Who sends each action of a run once the actions before it have succeeded.
+
+Two strategies, one interface (:class:`Dispatcher`): ``start()`` sends what
+opens the run, ``after(action)`` what follows an action that has succeeded.
+
+* :class:`CanvasDispatch` sends the run as Celery canvas: chains and chords,
+  each message carrying the rest of its chain; Celery sends what follows.
+  Exactly hand-written canvas, best for small processes.
+* :class:`WorkerDispatch` has the worker that finishes an action send what
+  follows it, counting chord members in the run store, so every message
+  carries one step whatever the size of the process.
+
+:func:`choose` decides which one a run gets when it is planned (the plan
+stores the choice); :func:`dispatcher` gives a worker the strategy of a plan.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from .canvas import action_signature, to_signature
+from .claims import Claim
+from .compiler import Action, Begin, Chain, CompiledProcess, Flow, Join, Step
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from .plan import Plan
+    from .store import RunStore
+
+
+class Dispatch(str, enum.Enum):
+    """Who starts each action of a run once the actions before it have succeeded."""
+
+    CANVAS = "canvas"
+    """Celery: the run's chains and chords are sent as canvas, each message carrying the
+    rest of its chain. Best for small processes: it is exactly hand-written canvas."""
+
+    WORKER = "worker"
+    """The worker that finishes an action sends what follows it; joins are counted in the
+    run store. Every message carries one step, whatever the size of the process."""
+
+
+def choose(compiled: CompiledProcess, canvas_limit: int | None, chords: bool) -> Dispatch:
+    """How a compiled process is dispatched.
+
+    Processes of at most ``canvas_limit`` actions (steps, joins, begins) run
+    as Celery canvas, larger ones are dispatched by the workers; ``None``
+    means canvas whatever the size. Without ``chords``, a process with a
+    concurrent section is dispatched by the workers whatever its size.
+    """
+    small = canvas_limit is None or compiled.size <= canvas_limit
+    return Dispatch.CANVAS if small and (chords or not compiled.has_chord) else Dispatch.WORKER
+
+
+class Dispatcher(Protocol):
+    """Sends the actions of one run."""
+
+    celery_sends_rest: bool
+    """Whether Celery sends what follows a step when its task returns (canvas)."""
+
+    def start(self) -> None:
+        """Send what opens the run."""
+        ...
+
+    def after(self, action: Action, again: bool = False) -> None:
+        """Send what follows ``action``, which has succeeded.
+
+        ``again`` is for a message delivered once more after its action had
+        succeeded (its worker may have died before sending).
+        """
+        ...
+
+
+def dispatcher(plan: Plan, app: Celery, store: RunStore, control_queue: str | None) -> Dispatcher:
+    """The strategy the plan was given, sending to ``app``; joins go to ``control_queue``."""
+    if plan.dispatch is Dispatch.CANVAS:
+        return CanvasDispatch(plan, app, control_queue)
+    return WorkerDispatch(plan, app, store, control_queue)
+
+
+class CanvasDispatch:
+    """The run is sent as one Celery canvas; Celery's chains and chords carry the rest."""
+
+    celery_sends_rest = True
+
+    def __init__(self, plan: Plan, app: Celery, control_queue: str | None) -> None:
+        self._plan = plan
+        self._app = app
+        self._control_queue = control_queue
+
+    def start(self) -> None:
+        """Send the run's whole canvas."""
+        to_signature(self._app, self._plan, self._plan.flow, self._control_queue).apply_async()
+
+    def after(self, action: Action, again: bool = False) -> None:
+        """Nothing: Celery sends the rest of a chain, or counts a chord member, on return.
+
+        Redis counts each member once, and a duplicate of a step that has
+        started is ignored.
+        """
+
+
+class WorkerDispatch:
+    """The worker that finishes an action sends what follows it."""
+
+    celery_sends_rest = False
+
+    def __init__(
+        self, plan: Plan, app: Celery, store: RunStore, control_queue: str | None
+    ) -> None:
+        self._plan = plan
+        self._app = app
+        self._store = store
+        self._control_queue = control_queue
+        self._following: dict[Action, Continuation] | None = None
+
+    def start(self) -> None:
+        """Send the run's first actions."""
+        self._send(entries(self._plan.flow))
+
+    def after(self, action: Action, again: bool = False) -> None:
+        """Send what follows ``action``; a chord's body once every member has arrived.
+
+        Sent ``again``, steps that follow and have already started are not
+        sent again, and a chord's body is sent again even if claimed (a
+        duplicate of it is ignored).
+        """
+        if self._following is None:
+            self._following = continuations(self._plan.flow)
+        then = self._following[action]
+        run_id = self._plan.run_id
+        if then.chord is not None:
+            chord = f"{type(then.chord).__name__.lower()}:{then.chord.path}"
+            if self._store.arrive(run_id, chord, then.member) < then.size:
+                return
+            if not self._store.claim(run_id, Claim.joined(chord).marker) and not again:
+                return  # another member's worker sent the body
+            self._send((then.chord,))
+        elif then.start:
+            targets = then.start
+            if again:
+                started = self._store.steps(run_id)
+                targets = tuple(
+                    a for a in targets if not (isinstance(a, Step) and a.path in started)
+                )
+            self._send(targets)
+
+    def _send(self, actions: tuple[Action, ...]) -> None:
+        """Publish the messages of ``actions`` on one producer connection."""
+        with self._app.producer_or_acquire() as producer:
+            for action in actions:
+                signature = action_signature(self._app, self._plan, action, self._control_queue)
+                signature.apply_async(producer=producer)
+
+
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """What follows an action once it has succeeded, when the worker drives the flow.
+
+    Either ``start`` these actions, or count this action's chord member in:
+    when all ``size`` members of the chord whose body is ``chord`` have arrived,
+    start the body. Neither means the flow ends here.
+    """
+
+    start: tuple[Action, ...] = ()
+    chord: Action | None = None
+    member: int = 0
+    size: int = 0
+
+
+def entries(flow: Flow) -> tuple[Action, ...]:
+    """The actions that start ``flow``: its first action, or every first action of a chord."""
+    if isinstance(flow, (Step, Join, Begin)):
+        return (flow,)
+    if isinstance(flow, Chain):
+        return entries(flow.items[0])
+    return tuple(action for member in flow.header for action in entries(member))
+
+
+def continuations(flow: Flow) -> dict[Action, Continuation]:
+    """For every action of ``flow``, what follows it: the flow's chains and chords, unrolled."""
+    following: dict[Action, Continuation] = {}
+
+    def link(node: Flow, then: Continuation) -> None:
+        if isinstance(node, (Step, Join, Begin)):
+            following[node] = then
+        elif isinstance(node, Chain):
+            for item, after in zip(node.items, node.items[1:], strict=False):
+                link(item, Continuation(start=entries(after)))
+            link(node.items[-1], then)
+        else:
+            size = len(node.header)
+            for index, member in enumerate(node.header):
+                link(member, Continuation(chord=node.body, member=index, size=size))
+            link(node.body, then)
+
+    link(flow, Continuation())
+    return following
