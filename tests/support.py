@@ -160,3 +160,21 @@ def flower(
         # The worker's heartbeat reaching Flower shows Flower is consuming its events.
         wait_until(sees_the_worker, 60, "Flower receiving the worker's events")
         yield get
+
+
+def tasktronaut_command(
+    *arguments: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The ``tasktronaut`` command in a process of its own, as a user types it (its real stderr).
+
+    The repository stays importable from ``cwd``, as it is from the tests' own directory.
+    """
+    return subprocess.run(
+        [sys.executable, "-c", "from tasktronaut_celery.cli import main; main()", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )

@@ -6,8 +6,6 @@ import contextlib
 import inspect
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 from click.testing import CliRunner, Result
@@ -16,6 +14,7 @@ from examples.user_guide import ComplexProcess
 from tasktronaut_celery import ProcessFailed, Run, cli
 from tasktronaut_celery.cli import EXIT_CANCELLED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, main
 from tests.integration import processes
+from tests.support import tasktronaut_command
 
 
 def invoke(*arguments: str) -> Result:
@@ -167,23 +166,12 @@ def test_graph_prints_mermaid_or_dot(output: str, opening: str) -> None:
     assert "check_schema" in result.output
 
 
-def command(*arguments: str) -> subprocess.CompletedProcess[str]:
-    """The command in a process of its own: its real stderr, with the embedded worker's log."""
-    return subprocess.run(
-        [sys.executable, "-c", "from tasktronaut_celery.cli import main; main()", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_a_failing_step_is_one_error_with_the_users_frames_only() -> None:
     """The step's own frames and error once; Celery's trace log and the runner's frames with -v."""
     source, first = inspect.getsourcelines(processes.FailsOnce.explode)
     raise_line = first + next(i for i, line in enumerate(source) if "raise ValueError" in line)
-    quiet = command("run", "tests.integration.processes:FailsOnce")
-    verbose = command("run", "tests.integration.processes:FailsOnce", "-v")
+    quiet = tasktronaut_command("run", "tests.integration.processes:FailsOnce")
+    verbose = tasktronaut_command("run", "tests.integration.processes:FailsOnce", "-v")
 
     assert quiet.returncode == verbose.returncode == EXIT_FAILED
     assert quiet.stderr.endswith(

@@ -18,7 +18,7 @@ from tasktronaut import ProcessDefinition
 from tasktronaut_celery import StepState
 from tasktronaut_celery.cli import EXIT_CANCELLED, EXIT_FAILED, main
 from tests.services import BROKERS, EVENTS, RESULTS
-from tests.support import celery_worker, wait_until
+from tests.support import celery_worker, tasktronaut_command, wait_until
 
 from . import processes, worker_app
 from .conftest import WORKER_QUEUES
@@ -85,19 +85,6 @@ def test_an_unreachable_broker_is_reported_in_one_paragraph() -> None:
     assert "the result backend at redis://127.0.0.1:1/1 did not answer" in result.output
     assert "nothing was stored or sent" in result.output
     assert "Traceback" not in result.output
-
-
-def command(*arguments: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """The command in a process of its own, as a user types it."""
-    return subprocess.run(
-        [sys.executable, "-c", "from tasktronaut_celery.cli import main; main()", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
-    )
 
 
 @pytest.mark.parametrize(
@@ -212,7 +199,7 @@ def test_app_names_a_project_package_as_celery_a_does(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     queues = ("-Q", "cli-proj,cli-proj-control")
     with celery_worker("proj", "proj@cli", tmp_path, env, BROKERS["redis"], *queues):
-        result = command(
+        result = tasktronaut_command(
             "run", "proj.processes:Greeting", "--app", "proj", "--timeout", "30", cwd=tmp_path
         )
 
