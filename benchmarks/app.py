@@ -2,7 +2,9 @@
 
 Its broker comes from ``BENCH_BROKER``. Every message published in a process
 that imports this module (the benchmark client and the worker alike) is
-counted and sized in Redis, so the report can give exact message figures.
+counted and sized in Redis, so the report can give exact message figures,
+unless ``BENCH_COUNT_MESSAGES`` is ``off`` (that costs a Redis round trip per
+message, which comparisons of per-step overhead should not carry).
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import os
 
 import redis
-from celery import Celery
+from celery import Celery, Task
 from celery.signals import before_task_publish
 from kombu.utils.json import dumps
 
+from examples import user_guide  # noqa: F401 - its MixedProcess runs in benchmarks.overhead
 from tasktronaut_celery import CeleryBackend
 
 from . import shapes
@@ -39,6 +42,13 @@ def make_app(broker: str) -> Celery:
         """Count one finished task."""
         shapes.count(key)
 
+    @app.task(name="bench.relay", ignore_result=True, bind=True)
+    def relay(self: Task, key: str, remaining: int) -> None:
+        """Count one finished task, then send its successor: the floor of sequential work."""
+        shapes.count(key)
+        if remaining > 1:
+            self.apply_async(kwargs={"key": key, "remaining": remaining - 1})
+
     return app
 
 
@@ -59,4 +69,6 @@ _record = _stats.register_script(
 @before_task_publish.connect
 def _measure(body: object, headers: dict[str, object], **_: object) -> None:
     """Count the message and add its size: headers and body as the JSON serializer writes them."""
+    if os.environ.get("BENCH_COUNT_MESSAGES") == "off":
+        return
     _record(keys=[STATS_KEY], args=[len(dumps([headers, body]))])

@@ -125,12 +125,14 @@ def worker_peak_mb(process: subprocess.Popen[bytes]) -> float:
     return max(peaks)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = CASE_TIMEOUT) -> bool:
+def wait_for(
+    condition: Callable[[], bool], timeout: float = CASE_TIMEOUT, pause: float = 0.01
+) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.01)
+        time.sleep(pause)
     return True
 
 
@@ -152,9 +154,18 @@ def heap_peak_mb(prepare: Callable[[], object]) -> float:
 
 
 def measure(
-    broker: str, shape: str, n: int, variant: str, start: Starter, prepare: Callable[[], object]
+    broker: str,
+    shape: str,
+    n: int,
+    variant: str,
+    start: Starter,
+    prepare: Callable[[], object],
+    timeout: float = CASE_TIMEOUT,
 ) -> Case:
-    """Run one case on a fresh worker; ``start`` sends it and returns a 'finished?' check."""
+    """Run one case on a fresh worker; ``start`` sends it and returns a 'finished?' check.
+
+    A case not finished after ``timeout`` seconds has no total.
+    """
     key = f"bench:done:{uuid.uuid4().hex}"
     client_mb = heap_peak_mb(prepare)
     with worker(broker) as process:
@@ -162,7 +173,7 @@ def measure(
         began = time.perf_counter()
         finished, build = start(key)
         enqueued = time.perf_counter()
-        done = wait_for(finished)
+        done = wait_for(finished, timeout)
         ended = time.perf_counter()
         message_stats = {k.decode(): int(v) for k, v in stats().hgetall(STATS_KEY).items()}
         return Case(
@@ -181,7 +192,7 @@ def measure(
         )
 
 
-def ceiling(broker: str, n: int) -> Case:
+def ceiling(broker: str, n: int, timeout: float = CASE_TIMEOUT) -> Case:
     """N independent ``delay()`` calls of the same work."""
     app, _ = client(broker)
 
@@ -194,10 +205,10 @@ def ceiling(broker: str, n: int) -> Case:
     def prepare() -> object:
         return [app.tasks["bench.work"].s(key="x") for _ in range(n)]
 
-    return measure(broker, "independent", n, "delay()", start, prepare)
+    return measure(broker, "independent", n, "delay()", start, prepare, timeout)
 
 
-def tasktronaut(broker: str, shape: str, n: int) -> Case:
+def tasktronaut(broker: str, shape: str, n: int, timeout: float = CASE_TIMEOUT) -> Case:
     """The shape as a Tasktronaut process, built, enqueued and followed to the end."""
     _, backend = client(broker)
 
@@ -225,7 +236,7 @@ def tasktronaut(broker: str, shape: str, n: int) -> Case:
             plan_process(process, backend.canvas_limit, chords=backend.canvas_chords), "json"
         )
 
-    return measure(broker, shape, n, "tasktronaut", start, prepare)
+    return measure(broker, shape, n, "tasktronaut", start, prepare, timeout)
 
 
 def hand_written(broker: str, shape: str, n: int) -> Case | None:

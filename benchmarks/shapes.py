@@ -64,6 +64,16 @@ class Concurrent(Counting):
             builder.task(self.work)
 
 
+class Joined(Counting):
+    """n steps side by side, then one that follows them all."""
+
+    def define_process(self, builder: Builder) -> None:
+        with builder.concurrent() as side_by_side:
+            for _ in range(builder.arguments["n"]):
+                side_by_side.task(self.work)
+        builder.task(self.work)
+
+
 class EachSequential(Counting):
     """A sequential each over n items."""
 
@@ -125,12 +135,21 @@ SHAPES: dict[str, type[ProcessDefinition]] = {
 
 
 def hand_written(app: Celery, shape: str, n: int, key: str) -> Signature:
-    """The same shape as Celery canvas written by hand, on the ``bench.work`` task."""
+    """The same shape as Celery canvas written by hand, on the ``bench.work`` task.
+
+    Besides ``SHAPES``: *joined* is :class:`Joined` (a chord), *mixed* the
+    user guide's ``MixedProcess`` (three steps, two side by side, one more).
+    """
     work = app.signature("bench.work", kwargs={"key": key}, immutable=True)
     if shape in ("sequential", "each-sequential", "nested-10"):
         return chain(*(work.clone() for _ in range(n)), app=app)
     if shape in ("concurrent", "each-concurrent"):
         return group([work.clone() for _ in range(n)], app=app)
+    if shape == "joined":
+        return chain(group([work.clone() for _ in range(n)]), work.clone(), app=app)
+    if shape == "mixed":
+        steps = (work.clone() for _ in range(3))
+        return chain(*steps, group([work.clone(), work.clone()]), work.clone(), app=app)
     # A chain of groups: Celery turns each group followed by more work into a chord.
     sizes = [min(BATCH, n - start) for start in range(0, n, BATCH)]
     return chain(*(group([work.clone() for _ in range(size)]) for size in sizes), app=app)
