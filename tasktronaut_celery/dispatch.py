@@ -1,7 +1,9 @@
 """Who sends each action of a run once the actions before it have succeeded.
 
 Two strategies, one interface (:class:`Dispatcher`): ``start()`` sends what
-opens the run, ``after(action)`` what follows an action that has succeeded.
+opens the run, ``after(action)`` what follows an action that has succeeded
+(recording a step's success first, with its arrival at a join where it has
+one: one trip to the run store).
 
 * :class:`CanvasDispatch` sends the run as Celery canvas: chains and chords,
   each message carrying the rest of its chain; Celery sends what follows.
@@ -21,14 +23,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from .canvas import action_signature, to_signature
-from .claims import Claim
 from .compiler import Action, Begin, Chain, CompiledProcess, Flow, Join, Step
 
 if TYPE_CHECKING:
     from celery import Celery
 
     from .plan import Plan
-    from .store import RunStore
+    from .store import RunStore, StepRecord
 
 
 class Dispatch(str, enum.Enum):
@@ -65,11 +66,14 @@ class Dispatcher(Protocol):
         """Send what opens the run."""
         ...
 
-    def after(self, action: Action, again: bool = False) -> None:
+    def after(
+        self, action: Action, again: bool = False, succeeded: StepRecord | None = None
+    ) -> None:
         """Send what follows ``action``, which has succeeded.
 
         ``again`` is for a message delivered once more after its action had
-        succeeded (its worker may have died before sending).
+        succeeded (its worker may have died before sending). ``succeeded`` is
+        the step's SUCCESS record, stored before anything is sent.
         """
         ...
 
@@ -77,7 +81,7 @@ class Dispatcher(Protocol):
 def dispatcher(plan: Plan, app: Celery, store: RunStore, control_queue: str | None) -> Dispatcher:
     """The strategy the plan was given, sending to ``app``; joins go to ``control_queue``."""
     if plan.dispatch is Dispatch.CANVAS:
-        return CanvasDispatch(plan, app, control_queue)
+        return CanvasDispatch(plan, app, store, control_queue)
     return WorkerDispatch(plan, app, store, control_queue)
 
 
@@ -86,21 +90,29 @@ class CanvasDispatch:
 
     celery_sends_rest = True
 
-    def __init__(self, plan: Plan, app: Celery, control_queue: str | None) -> None:
+    def __init__(
+        self, plan: Plan, app: Celery, store: RunStore, control_queue: str | None
+    ) -> None:
         self._plan = plan
         self._app = app
+        self._store = store
         self._control_queue = control_queue
 
     def start(self) -> None:
         """Send the run's whole canvas."""
         to_signature(self._app, self._plan, self._plan.flow, self._control_queue).apply_async()
 
-    def after(self, action: Action, again: bool = False) -> None:
-        """Nothing: Celery sends the rest of a chain, or counts a chord member, on return.
+    def after(
+        self, action: Action, again: bool = False, succeeded: StepRecord | None = None
+    ) -> None:
+        """Store ``succeeded``; Celery sends the rest of a chain, or counts a chord member.
 
-        Redis counts each member once, and a duplicate of a step that has
-        started is ignored.
+        Celery does so when the task returns. Redis counts each member once,
+        and a duplicate of a step that has started is ignored.
         """
+        if succeeded is not None:
+            assert isinstance(action, Step)
+            self._store.put_step(self._plan.run_id, action.path, succeeded)
 
 
 class WorkerDispatch:
@@ -121,25 +133,34 @@ class WorkerDispatch:
         """Send the run's first actions."""
         self._send(entries(self._plan.flow))
 
-    def after(self, action: Action, again: bool = False) -> None:
+    def after(
+        self, action: Action, again: bool = False, succeeded: StepRecord | None = None
+    ) -> None:
         """Send what follows ``action``; a chord's body once every member has arrived.
 
-        Sent ``again``, steps that follow and have already started are not
-        sent again, and a chord's body is sent again even if claimed (a
-        duplicate of it is ignored).
+        A step's ``succeeded`` record is stored in the same trip to the run
+        store as its arrival, if it arrives at a chord. Sent ``again``, steps
+        that follow and have already started are not sent again, and a
+        chord's body is sent again even if claimed (a duplicate of it is
+        ignored).
         """
         if self._following is None:
             self._following = continuations(self._plan.flow)
         then = self._following[action]
         run_id = self._plan.run_id
+        recorded = None
+        if succeeded is not None:
+            assert isinstance(action, Step)
+            recorded = (action.path, succeeded)
         if then.chord is not None:
             chord = f"{type(then.chord).__name__.lower()}:{then.chord.path}"
-            if self._store.arrive(run_id, chord, then.member) < then.size:
-                return
-            if not self._store.claim(run_id, Claim.joined(chord).marker) and not again:
-                return  # another member's worker sent the body
-            self._send((then.chord,))
-        elif then.start:
+            arrival = self._store.arrive_and_claim(run_id, chord, then.member, then.size, recorded)
+            if arrival.claimed or (again and arrival.complete):  # else another member sends it
+                self._send((then.chord,))
+            return
+        if recorded is not None:
+            self._store.put_step(run_id, *recorded)
+        if then.start:
             targets = then.start
             if again:
                 started = self._store.steps(run_id)

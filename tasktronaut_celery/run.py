@@ -93,19 +93,24 @@ class Run:
         :class:`ProcessCancelled`, or ``TimeoutError`` after ``timeout`` seconds.
         It returns or raises only once the run has settled: the hooks its end
         calls for (``on_completed``, ``on_failed``, ``on_cancelled``) have fired.
-        Polls the result backend, starting fast and slowing to ``interval``.
+        Reads the run's record whenever the run store tells that it settled
+        (Redis and the embedded store do), and in any case at growing pauses,
+        from 5 ms up to ``interval`` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.005
-        while True:
-            record = self.record
-            if record.state.finished and record.settled_at is not None:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"run {self.id} still {record.state.value} after {timeout} s")
-            remaining = interval if deadline is None else max(0.0, deadline - time.monotonic())
-            time.sleep(min(pause, remaining))
-            pause = min(pause * 2, interval)
+        with self._store.watch(self.id) as wait_for_news:
+            while True:
+                record = self.record
+                if record.state.finished and record.settled_at is not None:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"run {self.id} still {record.state.value} after {timeout} s"
+                    )
+                remaining = interval if deadline is None else max(0.0, deadline - time.monotonic())
+                wait_for_news(min(pause, remaining))
+                pause = min(pause * 2, interval)
         if record.state is RunState.FAILURE:
             error = record.error or "unknown error"
             name = self._step_name(record.step)

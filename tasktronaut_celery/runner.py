@@ -160,21 +160,70 @@ class Runner:
 
     def step(self, task: Task, run_id: str, path: str) -> None:
         """Run one attempt of the step at ``path``, record it, and send what follows."""
-        found, previous = self._store.status(run_id, path)
-        known, run = self._read(run_id, found)
+        admitted = self._admit_step(task, run_id, path)
+        if admitted is None:
+            return  # it succeeded before: Celery sends what follows it
+        known, step, record = admitted
         plan, lifecycle = known.plan, known.lifecycle
-        step = plan.steps.get(path)
+        try:
+            definition = lifecycle.definition(step.process)
+            lifecycle.start_processes(path)
+            call = StepCall(
+                process_id=run_id,
+                definition=definition,
+                method=step.method,
+                path=path,
+                description=step.description,
+                arguments=step.arguments,
+                attempt=record.attempts,
+                redactor=plan.redactor,
+            )
+            result = run_step(call)
+        except RunEnded:  # its process could not start: the run ended meanwhile
+            self._store.put_step(run_id, path, StepRecord(StepState.SKIPPED))
+            raise
+        except HookFailed as failed:  # the step never ran: it shows SKIPPED, like the rest
+            self._store.put_step(run_id, path, StepRecord(StepState.SKIPPED))
+            lifecycle.fail_hook(failed)
+        except Exception as setup_error:  # an unknown definition
+            self._fail_step(known, step, record, setup_error)
+        if result.outcome is not Outcome.SUCCEEDED:
+            assert result.error is not None
+            self._record_failure(known, task, step, record, result.outcome, result.error)
+        self._succeed(known, step, record)
+
+    def _admit_step(
+        self, task: Task, run_id: str, path: str
+    ) -> tuple[_Known, PlannedStep, StepRecord] | None:
+        """Admit a step's message and record the step STARTED; leave unless it is to run.
+
+        ``None`` for the message of a step that succeeded before, passed on.
+        The usual message (the first of its step, for a run whose plan this
+        worker has read and can run) is admitted and started in one trip to
+        the run store. Any other is admitted from the records that trip found.
+        """
+        attempt = task.request.retries + 1
+        known = self._known.get(run_id)
+        if known is not None and known.mismatch is None and path in known.plan.steps:
+            record = StepRecord(StepState.STARTED, attempts=attempt, started_at=now())
+            start = self._store.start_step(run_id, path, record, known.created_at)
+            if start.started:
+                return known, known.plan.steps[path], record
+            found, previous = start.run, start.step
+        else:
+            found, previous = self._store.status(run_id, path)
+        known, run = self._read(run_id, found)
+        step = known.plan.steps.get(path)
         if step is None:
             reject(f"run {run_id}: {path!r} is not a step of this run")
-        attempt = task.request.retries + 1
         redelivered = self._deliveries.redelivered(task)
         admission = self._deliveries.admit_step(run_id, path, run, previous, attempt, redelivered)
         if admission.verdict is Verdict.ENDED and previous is not None:
-            lifecycle.end_retry(path, previous, run)  # its retry arrived too late
+            known.lifecycle.end_retry(path, previous, run)  # its retry arrived too late
         self._act(known, admission, path)
         if admission.verdict is Verdict.PASS_ON:
             self._pass_on(known, step, redelivered)
-            return
+            return None
         if admission.verdict is Verdict.LOST:
             assert previous is not None
             assert admission.lost is not None
@@ -190,34 +239,25 @@ class Runner:
         if not self._store.put_step_if(run_id, path, record, previous):
             logger.info("run %s: step %s was started by another message; ignoring", run_id, path)
             raise Ignore()
-        try:
-            definition = lifecycle.definition(step.process)
-            lifecycle.start_processes(path)
-            call = StepCall(
-                process_id=run_id,
-                definition=definition,
-                method=step.method,
-                path=path,
-                description=step.description,
-                arguments=step.arguments,
-                attempt=attempt,
-                redactor=plan.redactor,
-            )
-            result = run_step(call)
-        except RunEnded:  # its process could not start: the run ended meanwhile
-            self._store.put_step(run_id, path, StepRecord(StepState.SKIPPED))
-            raise
-        except HookFailed as failed:  # the step never ran: it shows SKIPPED, like the rest
-            self._store.put_step(run_id, path, StepRecord(StepState.SKIPPED))
-            lifecycle.fail_hook(failed)
-        except Exception as setup_error:  # an unknown definition
-            self._fail_step(known, step, record, setup_error)
-        if result.outcome is not Outcome.SUCCEEDED:
-            assert result.error is not None
-            self._record_failure(known, task, step, record, result.outcome, result.error)
-        self._store.put_step(run_id, path, record.moved_to(StepState.SUCCESS, finished_at=now()))
-        lifecycle.guard(path, lambda: lifecycle.complete(step.completes))
-        known.dispatch.after(Step(path))
+        return known, step, record
+
+    def _succeed(self, known: _Known, step: PlannedStep, record: StepRecord) -> None:
+        """Record the step SUCCESS and send what follows; the processes it ends complete first.
+
+        A step that ends no process is recorded in the same trip to the run
+        store as its arrival at the join that follows it. One that ends
+        processes is recorded before their ``on_completed`` fire, and what
+        follows is sent after them, so nothing after a process starts before
+        it has completed.
+        """
+        succeeded = record.moved_to(StepState.SUCCESS, finished_at=now())
+        if not step.completes:
+            known.dispatch.after(Step(step.path), succeeded=succeeded)
+            return
+        lifecycle = known.lifecycle
+        self._store.put_step(known.plan.run_id, step.path, succeeded)
+        lifecycle.guard(step.path, lambda: lifecycle.complete(step.completes))
+        known.dispatch.after(Step(step.path))
 
     def _pass_on(self, known: _Known, step: PlannedStep, redelivered: bool) -> None:
         """Complete and send on what follows a succeeded step, as its first delivery may not have.

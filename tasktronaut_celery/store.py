@@ -13,11 +13,13 @@ import enum
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, overload
 
+from .claims import Claim
 from .plan import EncodedPlan
 
 
@@ -129,8 +131,37 @@ class StepRecord:
         return replace(self, state=state, **changes)
 
 
+@dataclass(frozen=True, slots=True)
+class StepStart:
+    """What :meth:`RunStore.start_step` did: it ``started`` the step, or found these records.
+
+    ``run`` and ``step`` are given only when it did not start the step.
+    """
+
+    started: bool
+    run: RunRecord | None = None
+    step: StepRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A chord member counted in: whether every member is in, and whether this call claimed the body.
+
+    Of the calls that see the chord ``complete``, exactly one has ``claimed`` it.
+    """
+
+    complete: bool
+    claimed: bool
+
+
 class RunStore(ABC):
-    """Where runs are kept; one implementation per kind of result backend."""
+    """Where runs are kept; one implementation per kind of result backend.
+
+    A step takes two trips to the store on its way through a worker:
+    :meth:`start_step`, then :meth:`put_step` or :meth:`arrive_and_claim`.
+    The defaults here compose them of the other operations; a store that can
+    do each in one atomic request (Redis, with a script) overrides them.
+    """
 
     @abstractmethod
     def create(self, run_id: str, plan: EncodedPlan) -> bool:
@@ -151,6 +182,28 @@ class RunStore(ABC):
     def status(self, run_id: str, path: str) -> tuple[RunRecord | None, StepRecord | None]:
         """The run's record and the record of its step at ``path``, read together."""
         return self.record(run_id), self.step(run_id, path)
+
+    def start_step(
+        self, run_id: str, path: str, record: StepRecord, created_at: datetime
+    ) -> StepStart:
+        """Store the STARTED ``record`` of a step's first message, if nothing stands in the way.
+
+        This is the usual case of admitting a step, in one trip: the run
+        created at ``created_at`` (the one whose plan the caller holds) is
+        under way and the step at ``path`` has no record yet. Then ``record``
+        is stored, the run moves to RUNNING, and the step is ``started``.
+        Otherwise nothing is stored and the records found are returned, for
+        the caller to admit the message the long way (a retry, a redelivery,
+        a duplicate, an ended run, or a run id enqueued again).
+        """
+        run, step = self.status(run_id, path)
+        if run is None or step is not None or run.state.finished or run.created_at != created_at:
+            return StepStart(False, run, step)
+        if not self.put_step_if(run_id, path, record, None):
+            return StepStart(False, run, self.step(run_id, path))
+        if run.state is RunState.PENDING:
+            self.mark_running(run_id)
+        return StepStart(True)
 
     @abstractmethod
     def mark_running(self, run_id: str) -> None:
@@ -199,6 +252,37 @@ class RunStore(ABC):
         Arriving twice (a redelivered message) counts once. ``0`` if the run
         does not exist.
         """
+
+    def arrive_and_claim(
+        self,
+        run_id: str,
+        chord: str,
+        member: int,
+        size: int,
+        succeeded: tuple[str, StepRecord] | None = None,
+    ) -> Arrival:
+        """Count ``member`` in to ``chord`` of ``size`` members; once all are in, claim its body.
+
+        ``succeeded``, the path and SUCCESS record of the step that arrives, is
+        stored first, in the same request where the store can. The claim is
+        :meth:`Claim.joined <tasktronaut_celery.claims.Claim.joined>` of
+        ``chord``: of the members that find every member in, one sends the body.
+        """
+        if succeeded is not None:
+            self.put_step(run_id, *succeeded)
+        complete = self.arrive(run_id, chord, member) >= size
+        return Arrival(complete, complete and self.claim(run_id, Claim.joined(chord).marker))
+
+    @contextmanager
+    def watch(self, run_id: str) -> Iterator[Callable[[float], None]]:
+        """A pause for a client waiting on the run: ``pause(seconds)`` returns early on news.
+
+        It returns once the run may have settled, or after ``seconds``; the
+        caller reads the record again either way. By default it sleeps:
+        a store that can tell subscribers (Redis publishes, the memory store
+        signals) wakes them as the run settles.
+        """
+        yield time.sleep
 
     @abstractmethod
     def put_step(self, run_id: str, path: str, record: StepRecord) -> None:

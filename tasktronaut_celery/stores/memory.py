@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from typing_extensions import override
@@ -26,6 +28,12 @@ class MemoryRunStore(RunStore):
     def __init__(self) -> None:
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
+        self._watchers: dict[str, set[threading.Event]] = {}
+
+    def _tell_settled(self, run_id: str) -> None:
+        """Wake the clients waiting on the run (called holding the lock)."""
+        for event in self._watchers.get(run_id, ()):
+            event.set()
 
     @override
     def create(self, run_id: str, plan: EncodedPlan) -> bool:
@@ -82,6 +90,8 @@ class MemoryRunStore(RunStore):
                 error=error,
                 settled_at=finished_at if settled else None,
             )
+            if settled:
+                self._tell_settled(run_id)
             return True
 
     @override
@@ -90,6 +100,27 @@ class MemoryRunStore(RunStore):
             run = self._runs.get(run_id)
             if run is not None:
                 run.record = replace(run.record, settled_at=to_moment(now()))
+                self._tell_settled(run_id)
+
+    @override
+    @contextmanager
+    def watch(self, run_id: str) -> Iterator[Callable[[float], None]]:
+        news = threading.Event()
+
+        def pause(seconds: float) -> None:
+            news.wait(seconds)
+            news.clear()  # what it told is read next: the caller reads the record again
+
+        with self._lock:
+            self._watchers.setdefault(run_id, set()).add(news)
+        try:
+            yield pause
+        finally:
+            with self._lock:
+                watchers = self._watchers[run_id]
+                watchers.discard(news)
+                if not watchers:
+                    del self._watchers[run_id]
 
     @override
     def claim(self, run_id: str, marker: str, *, unless_ended: bool = False) -> bool:

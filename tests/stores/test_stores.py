@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -14,8 +15,17 @@ from typing import Any
 import pytest
 import redis
 
+from tasktronaut_celery.claims import Claim
 from tasktronaut_celery.plan import EncodedPlan
-from tasktronaut_celery.store import RunRecord, RunState, RunStore, StepRecord, StepState
+from tasktronaut_celery.store import (
+    Arrival,
+    RunRecord,
+    RunState,
+    RunStore,
+    StepRecord,
+    StepStart,
+    StepState,
+)
 from tasktronaut_celery.stores.memory import MemoryRunStore
 from tasktronaut_celery.stores.redis import RedisRunStore
 from tests.databases import configure_django
@@ -600,3 +610,193 @@ def test_concurrent_arrivals_are_all_counted(store: RunStore, run_id: str) -> No
 
     assert max(counts) == 20
     assert store.arrive(run_id, "join:1", 0) == 20
+
+
+STARTED = StepRecord(StepState.STARTED, attempts=1, started_at=10.0)
+
+
+def created(store: RunStore, run_id: str) -> datetime:
+    """Create the run; its creation time as a worker holding its plan knows it."""
+    store.create(run_id, PLAN)
+    record = store.record(run_id)
+    assert record is not None
+    return record.created_at
+
+
+def test_start_step_starts_a_first_message_and_the_run(store: RunStore, run_id: str) -> None:
+    """A step with no record, of a run under way: stored STARTED, and the run RUNNING."""
+    created_at = created(store, run_id)
+
+    assert store.start_step(run_id, "0", STARTED, created_at) == StepStart(True)
+
+    assert store.step(run_id, "0") == STARTED
+    record = store.record(run_id)
+    assert record is not None
+    assert record.state is RunState.RUNNING
+
+
+def test_start_step_leaves_a_step_with_a_record_alone(store: RunStore, run_id: str) -> None:
+    """A second message for a step gets the records back, for the full admission."""
+    created_at = created(store, run_id)
+    store.start_step(run_id, "0", STARTED, created_at)
+    second = STARTED.moved_to(StepState.STARTED, attempts=2)
+
+    start = store.start_step(run_id, "0", second, created_at)
+
+    assert not start.started
+    assert start.step == STARTED
+    assert start.run is not None
+    assert (start.run.state, start.run.created_at) == (RunState.RUNNING, created_at)
+    assert store.step(run_id, "0") == STARTED
+
+
+def test_start_step_leaves_an_ended_run_alone(store: RunStore, run_id: str) -> None:
+    """A step of a cancelled run is not started: the caller sees the run's end."""
+    created_at = created(store, run_id)
+    store.finish(run_id, RunState.CANCELLED, error="cancelled")
+
+    start = store.start_step(run_id, "0", STARTED, created_at)
+
+    assert not start.started
+    assert start.run is not None
+    assert start.run.state is RunState.CANCELLED
+    assert start.step is None
+    assert store.step(run_id, "0") is None
+
+
+def test_start_step_leaves_a_run_created_at_another_time_alone(
+    store: RunStore, run_id: str
+) -> None:
+    """A run id enqueued again (its first run expired) is not the run whose plan the caller has."""
+    created_at = created(store, run_id)
+    earlier = datetime.fromtimestamp(created_at.timestamp() - 3600, timezone.utc)
+
+    start = store.start_step(run_id, "0", STARTED, earlier)
+
+    assert not start.started
+    assert start.run is not None
+    assert start.run.created_at == created_at
+    assert store.step(run_id, "0") is None
+
+
+def test_start_step_of_an_unknown_run_stores_nothing(store: RunStore) -> None:
+    """No run, no step: the caller rejects the message."""
+    start = store.start_step("no-such-run", "0", STARTED, utc_now())
+
+    assert start == StepStart(False, None, None)
+    assert store.step("no-such-run", "0") is None
+
+
+def test_concurrent_step_starts_of_a_first_message_have_one_winner(
+    store: RunStore, run_id: str
+) -> None:
+    """Of 20 threads starting the same fresh step at once, exactly one starts it."""
+    created_at = created(store, run_id)
+
+    results = race(
+        20,
+        lambda index: (
+            store.start_step(
+                run_id, "0", STARTED.moved_to(StepState.STARTED, error=str(index)), created_at
+            ).started
+        ),
+    )
+
+    assert results.count(True) == 1
+    stored = store.step(run_id, "0")
+    assert stored is not None
+    assert stored.error == str(results.index(True))
+
+
+def test_arrive_and_claim_stores_the_step_and_claims_the_body_once_all_are_in(
+    store: RunStore, run_id: str
+) -> None:
+    """The last member in claims the body; a member arriving again counts once, claims nothing."""
+    store.create(run_id, PLAN)
+    succeeded = STARTED.moved_to(StepState.SUCCESS, finished_at=11.0)
+
+    first = store.arrive_and_claim(run_id, "join:1", 0, 2, ("1.0", succeeded))
+    again = store.arrive_and_claim(run_id, "join:1", 0, 2)
+    last = store.arrive_and_claim(run_id, "join:1", 1, 2, ("1.1", succeeded))
+    late = store.arrive_and_claim(run_id, "join:1", 1, 2)
+
+    assert (first, again, last, late) == (
+        Arrival(complete=False, claimed=False),
+        Arrival(complete=False, claimed=False),
+        Arrival(complete=True, claimed=True),
+        Arrival(complete=True, claimed=False),
+    )
+    assert store.steps(run_id) == {"1.0": succeeded, "1.1": succeeded}
+    assert Claim.joined("join:1").marker in store.claimed(run_id)
+
+
+def test_arrive_and_claim_of_an_unknown_run_stores_nothing(store: RunStore) -> None:
+    """Arriving at a chord of a run that does not exist claims nothing and stores no step."""
+    succeeded = STARTED.moved_to(StepState.SUCCESS, finished_at=11.0)
+
+    arrival = store.arrive_and_claim("no-such-run", "join:1", 0, 1, ("0", succeeded))
+
+    assert arrival == Arrival(complete=False, claimed=False)
+    assert store.steps("no-such-run") == {}
+
+
+def test_concurrent_last_arrivals_have_one_claimant(store: RunStore, run_id: str) -> None:
+    """Of twenty members arriving at once, exactly one claims the body."""
+    store.create(run_id, PLAN)
+
+    arrivals = race(20, lambda member: store.arrive_and_claim(run_id, "join:1", member, 20))
+
+    assert [arrival.claimed for arrival in arrivals].count(True) == 1
+    assert store.arrive_and_claim(run_id, "join:1", 0, 20) == Arrival(True, False)
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"], indirect=True)
+def test_watch_wakes_a_waiting_client_when_the_run_settles(store: RunStore, run_id: str) -> None:
+    """The stores that can tell (Redis publishes, memory signals) end a pause at the settling."""
+    store.create(run_id, PLAN)
+    store.finish(run_id, RunState.FAILURE, step="0", error="boom")
+    watching = threading.Event()
+
+    def settle_when_watched() -> None:
+        watching.wait(timeout=10)
+        store.settle(run_id)
+
+    settler = threading.Thread(target=settle_when_watched)
+    settler.start()
+    with store.watch(run_id) as pause:
+        watching.set()
+        began = time.monotonic()
+        pause(30.0)
+        waited = time.monotonic() - began
+    settler.join(timeout=10)
+
+    record = store.record(run_id)
+    assert record is not None
+    assert record.settled_at is not None
+    assert waited < 10, "the pause outlasted the settling: nobody told the client"
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"], indirect=True)
+def test_watch_is_told_by_a_finish_that_settles(store: RunStore, run_id: str) -> None:
+    """A run ending settled (a success) ends the pause too."""
+    store.create(run_id, PLAN)
+    with store.watch(run_id) as pause:
+        store.finish(run_id, RunState.SUCCESS, settled=True)
+        began = time.monotonic()
+        pause(30.0)
+        waited = time.monotonic() - began
+
+    assert waited < 10, "the pause outlasted the settling: nobody told the client"
+
+
+@pytest.mark.parametrize("store", ["sqlalchemy", "django"], indirect=True)
+def test_watch_of_a_database_store_sleeps_its_time(store: RunStore, run_id: str) -> None:
+    """A database cannot tell: the pause lasts its time, and the client reads again after it."""
+    store.create(run_id, PLAN)
+    with store.watch(run_id) as pause:
+        store.finish(run_id, RunState.SUCCESS, settled=True)
+        began = time.monotonic()
+        pause(0.05)
+        waited = time.monotonic() - began
+
+    assert waited >= 0.05

@@ -1,0 +1,112 @@
+"""What a step costs in trips to the Redis run store, counted on a real worker.
+
+A step takes two: one that admits and starts it, one that records its success
+(with its arrival at the join that follows, in a concurrent section). Counted
+as the difference between a run of 2n steps and a run of n steps, so what a
+run costs once (its plan, its hooks, its end) cancels out. The broker is
+RabbitMQ, so every Redis request counted is the run store's; the worker
+dispatches (``canvas_limit=0``), as Tasktronaut does for large processes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import redis.connection
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+
+from tasktronaut import Builder, Context, ExecutionMode, ProcessDefinition
+from tasktronaut_celery import CeleryBackend
+from tests.services import BROKERS
+from tests.support import empty_queues
+
+from .worker_app import make_app
+
+pytestmark = pytest.mark.integration
+
+QUEUE = "round-trips"
+
+
+class Quiet(ProcessDefinition):
+    """Steps that do nothing, and a wrapper that records nothing (unlike the tests' recorder)."""
+
+    def nothing(self) -> None:
+        """Do nothing: the step's cost is the runner's."""
+
+    @contextmanager
+    def around_task(
+        self, identifier: str, step: str, description: str | None, context: Context
+    ) -> Iterator[None]:
+        yield
+
+    def define_process(self, builder: Builder) -> None:
+        for _ in range(builder.arguments["n"]):
+            builder.task(self.nothing)
+
+
+class QuietConcurrent(Quiet):
+    """The same steps side by side, joined at the end."""
+
+    process_execution_mode = ExecutionMode.CONCURRENT
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[CeleryBackend]:
+    """A worker dispatching runs on RabbitMQ, its run store in Redis."""
+    app: Celery = make_app(BROKERS["rabbitmq"], name="tasktronaut-round-trips")
+    app.conf.update(task_default_queue=QUEUE, worker_send_task_events=False)
+    with app.connection_for_write() as connection:
+        empty_queues(connection, [QUEUE])
+    backend = CeleryBackend(app, canvas_limit=0)
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=2,
+        perform_ping_check=False,
+        shutdown_timeout=30,
+        loglevel="WARNING",
+    ):
+        yield backend
+
+
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the requests the worker's threads send Redis (a pipeline is one) during the test.
+
+    The client's own (enqueue, wait) are left out: they happen on this thread.
+    """
+    sent = [0]
+    send = redis.connection.AbstractConnection.send_packed_command
+    client = threading.current_thread()
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        if threading.current_thread() is not client:
+            sent[0] += 1
+        send(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    return sent
+
+
+def requests_for(backend: CeleryBackend, definition: type[Quiet], n: int, sent: list[int]) -> int:
+    """Redis requests a run of ``n`` steps takes, from enqueue to settled."""
+    before = sent[0]
+    definition.build(n=n).enqueue(backend).wait(timeout=60)
+    return sent[0] - before
+
+
+@pytest.mark.parametrize("definition", [Quiet, QuietConcurrent], ids=["sequential", "concurrent"])
+def test_a_step_costs_two_trips_to_the_run_store(
+    backend: CeleryBackend, trips: list[int], definition: type[Quiet]
+) -> None:
+    """Ten more steps cost twenty more requests: admit and start, then record and join."""
+    requests_for(backend, definition, 2, trips)  # the worker's scripts are loaded
+    ten = requests_for(backend, definition, 10, trips)
+    twenty = requests_for(backend, definition, 20, trips)
+
+    assert (twenty - ten) / 10 == 2, f"10 steps: {ten} requests, 20 steps: {twenty}"
