@@ -13,8 +13,9 @@ from celery.app.defaults import DEFAULTS
 from tasktronaut import Process, paths
 from tasktronaut.backend import NO_REDACTION
 
-from .canvas import settle_signature, start_signature
+from .canvas import settle_signature
 from .claims import Claim
+from .dispatch import opening_signature
 from .errors import (
     CONNECTION_ERRORS,
     BrokerUnavailableError,
@@ -190,7 +191,7 @@ class CeleryBackend:
         return self._runner
 
     def enqueue(self, process: Process) -> Run:
-        """Store the run's plan and send the single message that starts it.
+        """Store the run's plan and send the single message that opens it.
 
         Arguments are serialized with the app's serializer first: if one cannot
         be, the error names the step and argument and nothing is stored or sent.
@@ -213,13 +214,13 @@ class CeleryBackend:
         if not created:
             raise DuplicateRunError(plan.run_id)
         try:
-            start_signature(self.app, plan, self.control_queue).apply_async()
+            opening_signature(self.app, plan, self.control_queue).apply_async()
         except BaseException as error:
             kept = self._forget(plan.run_id)
             if isinstance(error, CONNECTION_ERRORS):
                 broker = self.app.connection_for_write().as_uri()
                 raise BrokerUnavailableError(
-                    f"{run}: the broker at {broker} did not take the start message "
+                    f"{run}: the broker at {broker} did not take the message that opens the run "
                     f"({describe_error(error, NO_REDACTION)}); {kept}"
                 ) from error
             raise

@@ -17,7 +17,7 @@ The rules it follows (each avoids a measured hazard of plain canvas):
   records that the process completed (and fires ``on_completed``);
 * a sub-process that opens with a concurrent section starts with a *begin*, a
   tiny task that fires its ``on_started`` before any of its steps can start
-  (the run's start message does this for the top-level process).
+  (the run's start message does this for a top-level process that opens so).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ one: one trip to the run store).
 
 :func:`choose` decides which one a run gets when it is planned (the plan
 stores the choice); :func:`dispatcher` gives a worker the strategy of a plan.
+:func:`opening_signature` is the one message a client sends to open a run.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from .canvas import action_signature, to_signature
+from .canvas import action_signature, start_signature, to_signature
 from .compiler import Action, Begin, Chain, CompiledProcess, Flow, Join, Step
 
 if TYPE_CHECKING:
     from celery import Celery
+    from celery.canvas import Signature
 
     from .plan import Plan
     from .store import RunStore, StepRecord
@@ -76,6 +78,25 @@ class Dispatcher(Protocol):
         the step's SUCCESS record, stored before anything is sent.
         """
         ...
+
+
+def opening_signature(app: Celery, plan: Plan, control_queue: str | None) -> Signature:
+    """The one message a client sends to open a run: what the strategy would start it with.
+
+    A run that opens with one action (a step, or the begin or join of a
+    sub-process) is sent just that, as Celery canvas with the rest of its
+    chain or as a single message, and its first action fires the top-level
+    process's ``on_started`` before anything else of it runs. A run that opens
+    with a concurrent section is sent the ``tasktronaut.start`` message
+    instead: a worker fires that hook before the section's first steps start
+    side by side, then sends them.
+    """
+    opening = entries(plan.flow)
+    if len(opening) > 1:
+        return start_signature(app, plan, control_queue)
+    if plan.dispatch is Dispatch.CANVAS:
+        return to_signature(app, plan, plan.flow, control_queue)
+    return action_signature(app, plan, opening[0], control_queue)
 
 
 def dispatcher(plan: Plan, app: Celery, store: RunStore, control_queue: str | None) -> Dispatcher:

@@ -70,7 +70,7 @@ def begin_task_id(run_id: str, path: str) -> str:
 
 
 def start_task_id(run_id: str) -> str:
-    """The Celery task id of a run's start message."""
+    """The Celery task id of a run's start message (sent for runs that open concurrently)."""
     return f"{run_id}{_ID_SUFFIXES[START_TASK]}"
 
 

@@ -1,6 +1,8 @@
 """What the worker does with each Tasktronaut message, as one short sequence per kind.
 
-``start`` fires the process's ``on_started`` and sends what opens the run;
+``start`` fires the process's ``on_started`` and sends what opens a run that
+opens with a concurrent section (any other run is opened by its first action,
+sent by the client);
 ``step`` runs one step through the core runtime, records it and sends what
 follows (or retries it, fails the run, cancels it); ``begin`` and ``join``
 mark where a sub-process starts and where a concurrent section or a process
@@ -123,7 +125,6 @@ class Runner:
         if admission.verdict is Verdict.DUPLICATE:
             raise Ignore()  # before the code check: nothing of the run runs here
         self._act(known, admission, "")
-        self._store.mark_running(run_id)
         known.lifecycle.guard("", lambda: known.lifecycle.start_processes(""))
         known.dispatch.start()
 
@@ -228,8 +229,6 @@ class Runner:
             assert previous is not None
             assert admission.lost is not None
             self._fail_step(known, step, previous, admission.lost)
-        if not admission.running:
-            self._store.mark_running(run_id)
         record = StepRecord(
             StepState.STARTED,
             attempts=attempt,
@@ -360,13 +359,14 @@ class Runner:
             self._store.put_step(run_id, path, ended)
 
     def _act(self, known: _Known, admission: Admission, path: str) -> None:
-        """Leave unless ``admission`` lets the message go on; then check the worker's code.
+        """Leave unless ``admission`` lets the message go on; check the worker's code; RUNNING.
 
         A run that has ended skips the message (its end hooks fire here if the
         message is the one whose worker died while ending it); a duplicate is
         ignored. The code check comes before anything else of the run runs
         here: it is made once per plan per worker process (the verdict is kept
         with the plan), whichever message of the run the worker sees first.
+        A run still PENDING (this is the message that opens it) moves to RUNNING.
         """
         if admission.verdict is Verdict.ENDED:
             if admission.settle is not None:
@@ -376,6 +376,8 @@ class Runner:
             known.lifecycle.fail_unrunnable(path, known.mismatch)
         if admission.verdict is Verdict.DUPLICATE:
             raise Ignore()
+        if not admission.running:
+            self._store.mark_running(known.plan.run_id)
 
     def _fail_step(
         self, known: _Known, step: PlannedStep, record: StepRecord, error: Exception

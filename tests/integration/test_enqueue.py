@@ -23,6 +23,7 @@ from celery import Celery
 from celery.signals import before_task_publish
 
 from examples import user_guide
+from tasktronaut import ProcessDefinition
 from tasktronaut_celery import (
     BrokerUnavailableError,
     CeleryBackend,
@@ -138,10 +139,13 @@ def test_a_broker_that_is_down_or_silent_fails_enqueue_and_keeps_nothing(
         backend.run(run_id)
 
 
-def test_enqueueing_an_identifier_twice_sends_one_start_message() -> None:
-    """The second enqueue raises DuplicateRunError and leaves the first run as it was."""
+def test_enqueueing_an_identifier_twice_sends_one_message() -> None:
+    """The second enqueue raises DuplicateRunError and leaves the first run as it was.
+
+    The one message is the run's first step (with the rest of its chain).
+    """
     require(RESULTS, "Redis")
-    # No worker consumes here: an in-memory broker keeps the start message from
+    # No worker consumes here: an in-memory broker keeps the message from
     # reaching a later test's worker; the run store is the real Redis.
     backend = CeleryBackend(app_on("memory://"))
     run_id = f"twice-{uuid.uuid4().hex}"
@@ -150,12 +154,36 @@ def test_enqueueing_an_identifier_twice_sends_one_start_message() -> None:
         with pytest.raises(DuplicateRunError, match=f"backend.run\\('{run_id}'\\)"):
             user_guide.MixedProcess.build(identifier=run_id).enqueue(backend)
 
-    assert sent == [f"{run_id}:start"]
+    assert sent == [f"{run_id}:0"]
     again = backend.run(run_id)
     assert again.state is first.state is RunState.PENDING  # no worker consumes here
     assert [s.name for s in again.steps()] == [s.name for s in first.steps()]
     assert all(s.name.startswith("MyProcess.") for s in again.steps())
     assert again.cancel()
+
+
+@pytest.mark.parametrize("canvas_limit", [None, 0], ids=["canvas", "worker-dispatched"])
+@pytest.mark.parametrize(
+    ("definition", "opening"),
+    [(user_guide.MyProcess, ":0"), (user_guide.ConcurrentProcess, ":start")],
+    ids=["opens-with-a-step", "opens-concurrently"],
+)
+def test_enqueue_sends_one_message_that_opens_the_run(
+    definition: type[ProcessDefinition], opening: str, canvas_limit: int | None
+) -> None:
+    """A run opening with a step is sent that step; one opening concurrently, its start message.
+
+    The start message has a worker fire ``on_started`` before the concurrent
+    steps start side by side; a first step fires it itself.
+    """
+    require(RESULTS, "Redis")
+    backend = CeleryBackend(app_on("memory://"), canvas_limit=canvas_limit)  # no worker consumes
+    run_id = f"opening-{uuid.uuid4().hex}"
+    with published(run_id) as sent:
+        definition.build(identifier=run_id).enqueue(backend)
+
+    assert sent == [f"{run_id}{opening}"]
+    assert backend.cancel(run_id)
 
 
 SILENT = "{silent}"  # replaced by the silent server's host:port

@@ -103,7 +103,6 @@ def test_a_step_flower_knows_only_as_sent_shows_its_name(
     """
     run = processes.Routed.build().enqueue(client)
     expected = {
-        f"{run.id}:start": "Routed:start",
         f"{run.id}:0": "Routed.on_default_queue",
         f"{run.id}:1": "Routed.on_special_queue",
     }
