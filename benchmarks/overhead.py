@@ -19,8 +19,9 @@ Latency of one small run at a time
     steps followed by one that joins them: ``enqueue(...).wait()`` against the
     same canvas written by hand (``chain``, and a chord for the join), awaited
     as ``benchmarks.run`` awaits canvas, by polling its counter, but every 2 ms
-    (these runs take tens of ms). Since ``wait()`` polls with a backoff (5 ms
-    doubling up to 200 ms), the run is also followed the way the canvas is
+    (these runs take tens of ms). Since ``wait()`` wakes when the store
+    announces the settling (and otherwise reads at a backoff from 5 ms up to
+    200 ms), the run is also followed the way the canvas is
     (*polled*: its record read every 2 ms until it has settled), which tells
     the work from the waiting. ``--runs`` runs of each, interleaved and in
     turning order, on one worker after a few warm-up runs; the ratios are

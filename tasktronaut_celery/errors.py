@@ -70,7 +70,7 @@ class BrokerUnavailableError(TasktronautError, OperationalError):
     """The broker or the result backend did not answer at enqueue.
 
     Either the result backend could not store the run (then nothing was sent),
-    or the broker did not take its start message (then the stored run was
+    or the broker did not take the message that opens it (then the stored run was
     deleted again, unless the result backend was lost too). The message names
     the service, where it is, and what was kept.
     """

@@ -199,10 +199,10 @@ class RunStore(ABC):
         run, step = self.status(run_id, path)
         if run is None or step is not None or run.state.finished or run.created_at != created_at:
             return StepStart(False, run, step)
-        if not self.put_step_if(run_id, path, record, None):
-            return StepStart(False, run, self.step(run_id, path))
         if run.state is RunState.PENDING:
             self.mark_running(run_id)
+        if not self.put_step_if(run_id, path, record, None):
+            return StepStart(False, run, None)  # the caller's own start then loses: ignored
         return StepStart(True)
 
     @abstractmethod

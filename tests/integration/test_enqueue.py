@@ -294,7 +294,8 @@ def test_a_redis_broker_silent_after_connecting_fails_within_the_bound() -> None
     queue = f"enqueue-silenced-{uuid.uuid4().hex}"
     try:
         app = Celery("silenced", broker=f"redis://{proxy.address}{broker.path}", backend=RESULTS)
-        backend = CeleryBackend(app, control_queue=queue)  # no worker consumes it
+        app.conf.task_default_queue = queue  # no worker consumes it
+        backend = CeleryBackend(app, control_queue=queue)
         first = user_guide.MyProcess.build().enqueue(backend)
         proxy.silence()
         run_id = f"silenced-{uuid.uuid4().hex}"
@@ -305,7 +306,7 @@ def test_a_redis_broker_silent_after_connecting_fails_within_the_bound() -> None
         assert "nothing of the run was kept" in str(error)
         with pytest.raises(RunNotFoundError):
             backend.run(run_id)
-        backend.store.delete(first.id)  # never started: its start message is deleted below
+        backend.store.delete(first.id)  # never started: its message is deleted below
     finally:
         proxy.close()
         redis.Redis.from_url(BROKERS["redis"]).delete(queue)

@@ -16,7 +16,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-import redis.connection
+import redis
+import redis.client
+import redis.commands.core
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
@@ -76,20 +78,30 @@ def backend() -> Iterator[CeleryBackend]:
 
 @pytest.fixture
 def trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the requests the worker's threads send Redis (a pipeline is one) during the test.
+    """Counts the run store's requests from the worker's threads (a pipeline is one).
 
-    The client's own (enqueue, wait) are left out: they happen on this thread.
+    Counted where the store sends them (its scripts and pipelines, and its
+    single commands), so a connection redis-py opens meanwhile (its handshake)
+    does not count; the client's own requests (enqueue, wait) happen on this
+    thread and are left out.
     """
     sent = [0]
-    send = redis.connection.AbstractConnection.send_packed_command
     client = threading.current_thread()
 
-    def counting(self: Any, command: Any, check_health: bool = True) -> None:
-        if threading.current_thread() is not client:
-            sent[0] += 1
-        send(self, command, check_health)
+    def counted(call: Any) -> Any:
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is not client:
+                sent[0] += 1
+            return call(*args, **kwargs)
 
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+        return counting
+
+    monkeypatch.setattr(
+        redis.commands.core.Script, "__call__", counted(redis.commands.core.Script.__call__)
+    )
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counted(redis.client.Pipeline.execute))
+    for name in ("hgetall", "hget", "hkeys"):
+        monkeypatch.setattr(redis.Redis, name, counted(getattr(redis.Redis, name)))
     return sent
 
 

@@ -119,7 +119,7 @@ def test_a_message_the_worker_refuses_to_read_fails_the_run() -> None:
 
     run = Crashable.build().enqueue(pickling)
 
-    with pytest.raises(ProcessFailed, match=r"could not read the tasktronaut\.start message"):
+    with pytest.raises(ProcessFailed, match=r"could not read the tasktronaut\.step message"):
         run.wait(timeout=60)
     assert run.state is RunState.FAILURE
     assert "ContentDisallowed" in (run.record.error or "")
