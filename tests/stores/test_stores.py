@@ -6,6 +6,7 @@ Each test gets a fresh run id and an empty store, so none depends on another's l
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -453,7 +454,13 @@ def race(calls: int, action: Callable[[int], Any]) -> list[Any]:
 
     def worker(index: int) -> None:
         barrier.wait()
-        results[index] = action(index)
+        try:
+            results[index] = action(index)
+        finally:
+            if "django.db" in sys.modules:  # Django keeps a connection per thread: close it
+                from django.db import connections
+
+                connections.close_all()
 
     threads = [threading.Thread(target=worker, args=(index,)) for index in range(calls)]
     for thread in threads:
