@@ -97,20 +97,9 @@ class Run:
         (Redis and the embedded store do), and in any case at growing pauses,
         from 5 ms up to ``interval`` seconds.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.005
-        with self._store.watch(self.id) as wait_for_news:
-            while True:
-                record = self.record
-                if record.state.finished and record.settled_at is not None:
-                    break
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"run {self.id} still {record.state.value} after {timeout} s"
-                    )
-                remaining = interval if deadline is None else max(0.0, deadline - time.monotonic())
-                wait_for_news(min(pause, remaining))
-                pause = min(pause * 2, interval)
+        record = self.record
+        if not (record.state.finished and record.settled_at is not None):
+            record = self._await_settled(timeout, interval)
         if record.state is RunState.FAILURE:
             error = record.error or "unknown error"
             name = self._step_name(record.step)
@@ -122,6 +111,28 @@ class Run:
         if record.state is RunState.CANCELLED:
             raise ProcessCancelled(self.id, record.error or "cancelled")
         return self
+
+    def _await_settled(self, timeout: float | None, interval: float) -> RunRecord:
+        """The run's record once it has settled, watching the store for news of it.
+
+        The store is watched before the record is read again, so a settling
+        announced in between is not missed; a run found settled at once (a
+        finished run asked again) never subscribes.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.005
+        with self._store.watch(self.id) as wait_for_news:
+            while True:
+                record = self.record
+                if record.state.finished and record.settled_at is not None:
+                    return record
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"run {self.id} still {record.state.value} after {timeout} s"
+                    )
+                remaining = interval if deadline is None else max(0.0, deadline - time.monotonic())
+                wait_for_news(min(pause, remaining))
+                pause = min(pause * 2, interval)
 
     def cancel(self) -> bool:
         """Cancel the run: steps not yet started never start; ``False`` if it had ended."""

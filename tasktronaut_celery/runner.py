@@ -91,7 +91,7 @@ class Runner:
         its run FAILURE with the reason (settled: no hook can be found without
         it), and the message is rejected.
         """
-        known = self._known.get(run_id)
+        known = self._cached(run_id)
         if known is not None and record is not None and known.created_at == record.created_at:
             return known, record
         encoded = self._store.plan(run_id)
@@ -102,6 +102,13 @@ class Runner:
         except CorruptPlanError as error:
             self._store.finish(run_id, RunState.FAILURE, error=str(error), settled=True)
             reject(f"run {run_id!r}: {error}")
+
+    def _cached(self, run_id: str) -> _Known | None:
+        """What this worker process keeps of the run, the most recently used kept longest."""
+        known = self._known.get(run_id)
+        if known is not None:
+            self._known.move_to_end(run_id)
+        return known
 
     def _remember(self, run_id: str, encoded: EncodedPlan, record: RunRecord) -> _Known:
         plan = decode_plan(encoded, self._app.conf.accept_content)
@@ -204,7 +211,7 @@ class Runner:
         the run store. Any other is admitted from the records that trip found.
         """
         attempt = task.request.retries + 1
-        known = self._known.get(run_id)
+        known = self._cached(run_id)
         if known is not None and known.mismatch is None and path in known.plan.steps:
             record = StepRecord(StepState.STARTED, attempts=attempt, started_at=now())
             start = self._store.start_step(run_id, path, record, known.created_at)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import timedelta, timezone
 
+import pytest
+
+from examples.user_guide import MixedProcess
 from tasktronaut_celery import EmbeddedBackend, StepState
 
 from .cli_processes import ATTEMPT_SECONDS, RETRY_DELAY, RetriesSlowly
@@ -37,3 +42,21 @@ def test_the_run_record_has_aware_utc_times_around_its_steps(embedded: EmbeddedB
     assert record.settled_at is not None
     assert record.created_at <= status.started_at
     assert status.finished_at <= record.finished_at <= record.settled_at
+
+
+def test_waiting_on_a_settled_run_reads_its_record_without_watching(
+    embedded: EmbeddedBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``status --watch`` and the CLI's summary ask a settled run again: no subscription each time."""
+    run = MixedProcess.build().enqueue(embedded).wait(timeout=30)
+    watched: list[str] = []
+    store = embedded.store
+    watch = store.watch
+
+    def counting(run_id: str) -> AbstractContextManager[Callable[[float], None]]:
+        watched.append(run_id)
+        return watch(run_id)
+
+    monkeypatch.setattr(store, "watch", counting)
+    assert run.wait(timeout=0) is run
+    assert watched == []
