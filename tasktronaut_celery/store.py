@@ -13,11 +13,11 @@ import enum
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 from .claims import Claim
 from .plan import EncodedPlan
@@ -56,8 +56,12 @@ class RunRecord:
 
     A run is *settled* once it has finished and the hooks its end calls for
     (``on_failed``, ``on_cancelled``) have fired. Times are timezone-aware
-    datetimes in UTC: ``created_at`` when the run was enqueued, ``finished_at``
-    when it ended, ``settled_at`` when it settled.
+    datetimes in UTC: ``created_at`` when the run was enqueued, ``started_at``
+    when a worker took it up, ``finished_at`` when it ended, ``settled_at``
+    when it settled. ``definition``, ``arguments`` and ``total`` are the
+    run's :class:`RunSummary`; ``done`` and ``failed`` count its steps as
+    they end. ``resumes`` counts the times the run was resumed
+    (:meth:`Run.retry <tasktronaut_celery.Run.retry>`).
     """
 
     state: RunState
@@ -66,6 +70,18 @@ class RunRecord:
     step: str | None = None
     error: str | None = None
     settled_at: datetime | None = None
+    started_at: datetime | None = None
+    definition: str = ""
+    arguments: str = ""
+    done: int = 0
+    failed: int = 0
+    total: int = 0
+    resumes: int = 0
+
+    @property
+    def progress(self) -> Progress:
+        """How many of the run's steps have succeeded and failed, of how many."""
+        return Progress(self.done, self.failed, self.total)
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON-ready data, times in seconds since the epoch."""
@@ -82,12 +98,37 @@ class RunRecord:
             **{
                 **data,
                 "state": RunState(data["state"]),
-                **{name: to_moment(data[name]) for name in _RUN_TIMES},
+                **{name: to_moment(data.get(name)) for name in _RUN_TIMES},
             }
         )
 
 
-_RUN_TIMES = ("created_at", "finished_at", "settled_at")
+_RUN_TIMES = ("created_at", "finished_at", "settled_at", "started_at")
+
+
+class Progress(NamedTuple):
+    """How far a run has come: steps that succeeded (``done``) and failed, of ``total``."""
+
+    done: int
+    failed: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What listings show of a run beside its state, fixed when it is enqueued.
+
+    ``definition`` is the top-level definition's name, ``arguments`` its
+    arguments as shown (sensitive ones masked), ``total`` the run's steps.
+    """
+
+    definition: str = ""
+    arguments: str = ""
+    total: int = 0
+
+
+NO_SUMMARY = RunSummary()
+"""The summary of a run created without one: listed with no definition or arguments."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +138,8 @@ class StepRecord:
     ``deliveries`` counts how often the current attempt's message reached a
     worker: more than one means a worker was lost while running it (killed, out
     of memory, its connection to the broker gone) and the broker delivered the
-    message again.
+    message again. ``resumes`` counts the resumes of the run that ran the step
+    again; a resume leaves each step it will run PENDING until it starts.
     """
 
     state: StepState
@@ -106,6 +148,7 @@ class StepRecord:
     finished_at: float | None = None
     error: str | None = None
     deliveries: int = 1
+    resumes: int = 0
 
     def encode(self) -> str:
         """The record as every store keeps it: JSON, the same text for equal records.
@@ -116,15 +159,24 @@ class StepRecord:
         upgrade a new worker still matches the records old workers wrote for the
         runs in flight, and does not drop their retries and redeliveries as
         "started by another message". Changing this text, a new field included,
-        would need stores that also match the old text until those runs end.
+        would need stores that also match the old text until those runs end:
+        so ``resumes`` is written only once a resume ran the step.
         """
-        return json.dumps({**asdict(self), "state": self.state.value})
+        data = {**asdict(self), "state": self.state.value}
+        if not self.resumes:
+            del data["resumes"]
+        return json.dumps(data)
 
     @classmethod
     def decode(cls, text: str | bytes) -> StepRecord:
         """The record :meth:`encode` gave (any JSON spelling of it: order and spacing are free)."""
         data = json.loads(text)
         return cls(**{**data, "state": StepState(data["state"])})
+
+    @property
+    def started(self) -> bool:
+        """Whether the step has started: a resume leaves the steps it will run PENDING."""
+        return self.state is not StepState.PENDING
 
     def moved_to(self, state: StepState, **changes: Any) -> StepRecord:
         """A copy of the record in ``state``, with ``changes`` applied."""
@@ -161,11 +213,40 @@ class RunStore(ABC):
     :meth:`start_step`, then :meth:`put_step` or :meth:`arrive_and_claim`.
     The defaults here compose them of the other operations; a store that can
     do each in one atomic request (Redis, with a script) overrides them.
+
+    Every write of a step's record keeps the run's progress: a record that
+    moves a step into SUCCESS counts it in the run's ``done``, one that moves
+    it into FAILURE in ``failed`` (writing the same state again counts nothing).
+    Runs can be listed newest first (:meth:`runs`) and pruned (:meth:`prune`)
+    without reading every run.
     """
 
     @abstractmethod
-    def create(self, run_id: str, plan: EncodedPlan) -> bool:
+    def create(self, run_id: str, plan: EncodedPlan, summary: RunSummary = NO_SUMMARY) -> bool:
         """Store a new PENDING run with its plan; ``False`` if the run id exists already."""
+
+    @abstractmethod
+    def runs(
+        self,
+        *,
+        definition: str | None = None,
+        state: RunState | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+    ) -> list[tuple[str, RunRecord]]:
+        """Up to ``limit`` runs and their records, newest first.
+
+        Only runs of the top-level ``definition`` (its name), in ``state``,
+        created at or after ``since`` and before ``until``.
+        """
+
+    @abstractmethod
+    def prune(self, before: datetime, state: RunState | None = None) -> int:
+        """Forget the ended runs created before ``before`` (only those in ``state``); how many.
+
+        Runs that have not ended are kept, whatever their age.
+        """
 
     @abstractmethod
     def delete(self, run_id: str) -> None:
@@ -206,8 +287,21 @@ class RunStore(ABC):
         return StepStart(True)
 
     @abstractmethod
+    def resume(self, run_id: str, reset: Mapping[str, StepRecord], drop: Collection[str]) -> bool:
+        """Reopen a run that ended FAILURE or CANCELLED and has settled; ``True`` if reopened.
+
+        In one atomic change: the run is RUNNING again with one more resume,
+        its end forgotten (finished and settled times, failing step, error,
+        the ``failed`` count), the ``reset`` records stored over the steps'
+        (PENDING: the steps run again) and the claims ``drop`` deleted.
+        ``False``, changing nothing, for a run that does not exist, has not
+        ended, succeeded, or has not settled (another client may have resumed
+        it first).
+        """
+
+    @abstractmethod
     def mark_running(self, run_id: str) -> None:
-        """Move a PENDING run to RUNNING; any other state is left alone."""
+        """Move a PENDING run to RUNNING, noting when it started; any other state is left alone."""
 
     @abstractmethod
     def finish(
@@ -306,6 +400,14 @@ class RunStore(ABC):
     @abstractmethod
     def steps(self, run_id: str) -> dict[str, StepRecord]:
         """The records of every step that has started, by path."""
+
+
+def counted(previous: StepRecord | None, record: StepRecord) -> tuple[int, int]:
+    """What writing ``record`` over ``previous`` adds to a run's ``done`` and ``failed``."""
+    before = previous.state if previous is not None else None
+    if record.state is before:
+        return 0, 0
+    return int(record.state is StepState.SUCCESS), int(record.state is StepState.FAILURE)
 
 
 def now() -> float:

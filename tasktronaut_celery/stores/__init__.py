@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UnsupportedAppError
 
@@ -86,12 +86,23 @@ def store_for(app: Celery) -> RunStore:
     if scheme.startswith("db+"):
         from .sql import SqlRunStore
 
-        return SqlRunStore(app.backend.url, app.backend.engine_options)
+        return SqlRunStore(*_database_settings(app))
     if scheme == _DJANGO_SCHEME:
         return _django_store(app)
     from .redis import RedisRunStore
 
     return RedisRunStore(app.backend.client, ttl=ttl or None)
+
+
+def _database_settings(app: Celery) -> tuple[str, dict[str, Any]]:
+    """The URL and engine options of ``app``'s ``db+...`` result backend, as Celery reads them.
+
+    Read from the settings rather than from ``app.backend``: making Celery's
+    database backend creates its own tables, which a client listing runs
+    (``tasktronaut runs``) has no use for.
+    """
+    url = str(app.conf.result_backend).removeprefix("db+") or app.conf.database_url
+    return url, dict(app.conf.database_engine_options or {})
 
 
 def _django_store(app: Celery) -> RunStore:

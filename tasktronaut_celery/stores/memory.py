@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from typing_extensions import override
 
 from ..plan import EncodedPlan
-from ..store import RunRecord, RunState, RunStore, StepRecord, now, to_moment
+from ..store import (
+    NO_SUMMARY,
+    RunRecord,
+    RunState,
+    RunStore,
+    RunSummary,
+    StepRecord,
+    counted,
+    now,
+    to_moment,
+)
 
 
 @dataclass
@@ -36,14 +47,55 @@ class MemoryRunStore(RunStore):
             event.set()
 
     @override
-    def create(self, run_id: str, plan: EncodedPlan) -> bool:
+    def create(self, run_id: str, plan: EncodedPlan, summary: RunSummary = NO_SUMMARY) -> bool:
         with self._lock:
             if run_id in self._runs:
                 return False
-            self._runs[run_id] = _Run(
-                plan, RunRecord(RunState.PENDING, created_at=to_moment(now()))
+            record = RunRecord(
+                RunState.PENDING,
+                created_at=to_moment(now()),
+                definition=summary.definition,
+                arguments=summary.arguments,
+                total=summary.total,
             )
+            self._runs[run_id] = _Run(plan, record)
             return True
+
+    @override
+    def runs(
+        self,
+        *,
+        definition: str | None = None,
+        state: RunState | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+    ) -> list[tuple[str, RunRecord]]:
+        with self._lock:
+            found = [
+                (run_id, run.record)
+                for run_id, run in self._runs.items()
+                if (definition is None or run.record.definition == definition)
+                and (state is None or run.record.state is state)
+                and (since is None or run.record.created_at >= since)
+                and (until is None or run.record.created_at < until)
+            ]
+        found.sort(key=lambda item: item[1].created_at, reverse=True)
+        return found[:limit]
+
+    @override
+    def prune(self, before: datetime, state: RunState | None = None) -> int:
+        with self._lock:
+            pruned = [
+                run_id
+                for run_id, run in self._runs.items()
+                if run.record.state.finished
+                and (state is None or run.record.state is state)
+                and run.record.created_at < before
+            ]
+            for run_id in pruned:
+                del self._runs[run_id]
+        return len(pruned)
 
     @override
     def delete(self, run_id: str) -> None:
@@ -61,11 +113,34 @@ class MemoryRunStore(RunStore):
         return run.record if run else None
 
     @override
+    def resume(self, run_id: str, reset: Mapping[str, StepRecord], drop: Collection[str]) -> bool:
+        with self._lock:
+            run = self._runs.get(run_id)
+            ended = (RunState.FAILURE, RunState.CANCELLED)
+            if run is None or run.record.state not in ended or run.record.settled_at is None:
+                return False
+            run.record = replace(
+                run.record,
+                state=RunState.RUNNING,
+                finished_at=None,
+                step=None,
+                error=None,
+                settled_at=None,
+                failed=0,
+                resumes=run.record.resumes + 1,
+            )
+            run.steps.update(reset)
+            run.claims.difference_update(drop)
+            return True
+
+    @override
     def mark_running(self, run_id: str) -> None:
         with self._lock:
             run = self._runs.get(run_id)
             if run and run.record.state is RunState.PENDING:
-                run.record = replace(run.record, state=RunState.RUNNING)
+                run.record = replace(
+                    run.record, state=RunState.RUNNING, started_at=to_moment(now())
+                )
 
     @override
     def finish(
@@ -154,7 +229,7 @@ class MemoryRunStore(RunStore):
         with self._lock:
             run = self._runs.get(run_id)
             if run is not None:
-                run.steps[path] = record
+                self._write_step(run, path, record)
 
     @override
     def put_step_if(
@@ -164,8 +239,18 @@ class MemoryRunStore(RunStore):
             run = self._runs.get(run_id)
             if run is None or run.steps.get(path) != expected:
                 return False
-            run.steps[path] = record
+            self._write_step(run, path, record)
             return True
+
+    @staticmethod
+    def _write_step(run: _Run, path: str, record: StepRecord) -> None:
+        """Store the step's record and count its end in the run's progress (holding the lock)."""
+        done, failed = counted(run.steps.get(path), record)
+        run.steps[path] = record
+        if done or failed:
+            run.record = replace(
+                run.record, done=run.record.done + done, failed=run.record.failed + failed
+            )
 
     @override
     def step(self, run_id: str, path: str) -> StepRecord | None:

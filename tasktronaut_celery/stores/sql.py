@@ -2,7 +2,9 @@
 
 Four tables beside Celery's own, created on first use as Celery creates its
 tables: ``tasktronaut_runs``, ``tasktronaut_claims``, ``tasktronaut_steps`` and
-``tasktronaut_arrivals``. The algorithm is :class:`~.relational.RelationalRunStore`'s;
+``tasktronaut_arrivals``. A database an earlier version created is brought up
+to date in place on first use: the columns and indexes it lacks are added (see
+:func:`upgrade`). The algorithm is :class:`~.relational.RelationalRunStore`'s;
 this module says how SQLAlchemy reads and writes their rows.
 """
 
@@ -15,10 +17,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlalchemy.exc import DatabaseError, IntegrityError, ProgrammingError
 from typing_extensions import override
 
-from .relational import RelationalRunStore, Table, Where
+from .relational import DEFINITION_LENGTH, Range, RelationalRunStore, Table, Where
 
 metadata = sa.MetaData()
 
@@ -35,6 +37,20 @@ runs = sa.Table(
     sa.Column("plan_type", sa.String(100), nullable=False),
     sa.Column("plan_encoding", sa.String(50), nullable=False),
     sa.Column("plan_body", sa.LargeBinary, nullable=False),
+    # Added by version 0.4: the columns below have defaults in the database, so
+    # the rows of runs an earlier version kept, or still creates, read as runs
+    # with no summary or progress.
+    sa.Column("started_at", sa.Float),
+    sa.Column("definition", sa.String(DEFINITION_LENGTH), nullable=False, server_default=""),
+    sa.Column("arguments", sa.Text, nullable=False, server_default=""),
+    sa.Column("total", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("done", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("failed", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("resumes", sa.Integer, nullable=False, server_default=sa.text("0")),
+    # For listings, newest first: all runs, or those in a state, or of a definition.
+    sa.Index("ix_tasktronaut_runs_created_at", "created_at"),
+    sa.Index("ix_tasktronaut_runs_state_created_at", "state", "created_at"),
+    sa.Index("ix_tasktronaut_runs_definition_created_at", "definition", "created_at"),
 )
 
 claims = sa.Table(
@@ -79,10 +95,7 @@ class SqlRunStore(RelationalRunStore):
         self._local = threading.local()  # the connection of this thread's transaction
         # A pooled connection must not cross a fork into a prefork worker child.
         os.register_at_fork(after_in_child=lambda: self._engine.dispose(close=False))
-        try:
-            metadata.create_all(self._engine, checkfirst=True)
-        except (IntegrityError, ProgrammingError):  # another process created them meanwhile
-            metadata.create_all(self._engine, checkfirst=True)
+        create_tables(self._engine)
 
     def close(self) -> None:
         """Close the engine's pooled connections."""
@@ -112,6 +125,15 @@ class SqlRunStore(RelationalRunStore):
             ).rowcount
 
     @override
+    def _increment(self, table: Table, where: Where, amounts: Mapping[str, int]) -> int:
+        rows = _TABLES[table]
+        values = {column: rows.c[column] + by for column, by in amounts.items()}
+        with self._connection() as connection:
+            return connection.execute(
+                rows.update().where(*_match(rows, where)).values(values)
+            ).rowcount
+
+    @override
     def _touch(self, table: Table, where: Where, column: str) -> int:
         rows = _TABLES[table]
         with self._connection() as connection:
@@ -120,9 +142,25 @@ class SqlRunStore(RelationalRunStore):
             ).rowcount
 
     @override
-    def _select(self, table: Table, where: Where, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    def _select(
+        self,
+        table: Table,
+        where: Where,
+        columns: Sequence[str],
+        *,
+        order_by: str | None = None,
+        limit: int | None = None,
+        lock: bool = False,
+    ) -> list[tuple[Any, ...]]:
         rows = _TABLES[table]
         query = sa.select(*(rows.c[column] for column in columns)).where(*_match(rows, where))
+        if order_by is not None:
+            column = rows.c[order_by.lstrip("-")]
+            query = query.order_by(column.desc() if order_by.startswith("-") else column)
+        if limit is not None:
+            query = query.limit(limit)
+        if lock:
+            query = query.with_for_update()
         with self._connection() as connection:
             return [tuple(row) for row in connection.execute(query)]
 
@@ -149,9 +187,67 @@ class SqlRunStore(RelationalRunStore):
             yield connection
 
 
+_SCHEMA_ATTEMPTS = 5
+"""How often a store tries to create or upgrade the tables, other processes doing it too."""
+
+
+def create_tables(engine: sa.Engine) -> None:
+    """Create the tables, or bring those an earlier version created up to date.
+
+    Other processes may be doing the same: what they did meanwhile makes a
+    statement here fail, and it is tried again on what the database now holds.
+    """
+    for attempt in range(_SCHEMA_ATTEMPTS):
+        last = attempt == _SCHEMA_ATTEMPTS - 1
+        try:
+            metadata.create_all(engine, checkfirst=True)
+        except (IntegrityError, ProgrammingError):  # another process created them meanwhile
+            if last:
+                raise
+            continue
+        try:
+            upgrade(engine)
+        except DatabaseError:  # another process added a column or index meanwhile
+            if last:
+                raise
+            continue
+        return
+
+
+def upgrade(engine: sa.Engine) -> None:
+    """Add the columns and indexes the runs table lacks, in a table an earlier version created.
+
+    The columns come with their defaults, so the rows already there read as
+    runs with no summary or progress. A process doing the same meanwhile
+    makes this fail on the column or index it added: :func:`create_tables`
+    tries again.
+    """
+    inspector = sa.inspect(engine)
+    present = {column["name"] for column in inspector.get_columns(runs.name)}
+    indexed = {index["name"] for index in inspector.get_indexes(runs.name)}
+    missing = [column for column in runs.columns if column.name not in present]
+    unindexed = [index for index in runs.indexes if index.name not in indexed]
+    if not missing and not unindexed:
+        return
+    table = engine.dialect.identifier_preparer.format_table(runs)
+    with engine.begin() as connection:
+        for column in missing:
+            spec = sa.schema.CreateColumn(column).compile(dialect=engine.dialect)
+            connection.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {spec}"))
+        for index in unindexed:
+            connection.execute(sa.schema.CreateIndex(index))
+
+
 def _match(table: sa.Table, where: Where) -> list[sa.ColumnElement[bool]]:
     """The conditions ``where`` puts on ``table``'s rows."""
-    return [
-        table.c[column].in_(value) if isinstance(value, tuple) else table.c[column] == value
-        for column, value in where.items()
-    ]
+    conditions = []
+    for name, value in where.items():
+        column = table.c[name]
+        if isinstance(value, Range):
+            if value.low is not None:
+                conditions.append(column >= value.low)
+            if value.high is not None:
+                conditions.append(column < value.high)
+        else:
+            conditions.append(column.in_(value) if isinstance(value, tuple) else column == value)
+    return conditions

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from tasktronaut_celery.store import (
     RunRecord,
     RunState,
     RunStore,
+    RunSummary,
     StepRecord,
     StepStart,
     StepState,
@@ -138,7 +139,11 @@ def test_mark_running_moves_pending_to_running(store: RunStore, run_id: str) -> 
 
     record = store.record(run_id)
     assert created is not None
-    assert record == RunRecord(RunState.RUNNING, created_at=created.created_at)
+    assert record is not None
+    assert record.started_at is not None
+    assert record == RunRecord(
+        RunState.RUNNING, created_at=created.created_at, started_at=record.started_at
+    )
 
 
 @pytest.mark.parametrize("state", [RunState.SUCCESS, RunState.FAILURE, RunState.CANCELLED])
@@ -807,3 +812,223 @@ def test_watch_of_a_database_store_sleeps_its_time(store: RunStore, run_id: str)
         waited = time.monotonic() - began
 
     assert waited >= 0.05
+
+
+SUMMARY = RunSummary(definition="Shipping", arguments="order_id=7, card=<masked>", total=3)
+
+
+def test_a_new_run_keeps_its_summary_and_has_not_started(store: RunStore, run_id: str) -> None:
+    store.create(run_id, PLAN, SUMMARY)
+
+    record = store.record(run_id)
+    assert record is not None
+    assert (record.definition, record.arguments, record.total) == (
+        "Shipping",
+        SUMMARY.arguments,
+        3,
+    )
+    assert (record.done, record.failed, record.started_at) == (0, 0, None)
+    assert record.progress == (0, 0, 3)
+
+
+@pytest.mark.parametrize("how", ["mark_running", "start_step"])
+def test_a_run_notes_when_a_worker_took_it_up(store: RunStore, run_id: str, how: str) -> None:
+    store.create(run_id, PLAN, SUMMARY)
+    created = store.record(run_id)
+    assert created is not None
+    if how == "mark_running":
+        store.mark_running(run_id)
+    else:
+        started = StepRecord(StepState.STARTED, attempts=1, started_at=time.time())
+        assert store.start_step(run_id, "0", started, created.created_at).started
+
+    record = store.record(run_id)
+    assert record is not None
+    assert record.started_at is not None
+    assert record.started_at.tzinfo is not None
+    assert created.created_at <= record.started_at <= datetime.now(timezone.utc)
+    store.mark_running(run_id)
+    assert store.record(run_id) == record  # started once
+
+
+def test_progress_counts_each_step_once_as_it_ends(store: RunStore, run_id: str) -> None:
+    store.create(run_id, PLAN, SUMMARY)
+    started = StepRecord(StepState.STARTED, attempts=1)
+    succeeded = started.moved_to(StepState.SUCCESS)
+    failed = started.moved_to(StepState.FAILURE, error="boom")
+
+    def progress() -> tuple[int, int, int]:
+        record = store.record(run_id)
+        assert record is not None
+        return record.done, record.failed, record.total
+
+    store.put_step(run_id, "0", started)
+    assert progress() == (0, 0, 3)
+    store.put_step(run_id, "0", succeeded)
+    store.put_step(run_id, "0", succeeded)  # written again: counted once
+    assert progress() == (1, 0, 3)
+    assert store.put_step_if(run_id, "1", failed, None)
+    assert not store.put_step_if(run_id, "1", failed, None)
+    assert progress() == (1, 1, 3)
+    store.arrive_and_claim(run_id, "join:2", 0, 1, ("2", succeeded))
+    assert progress() == (2, 1, 3)
+
+
+def test_progress_of_an_unknown_run_is_not_kept(store: RunStore) -> None:
+    store.put_step("no-such-run", "0", StepRecord(StepState.SUCCESS))
+    assert store.record("no-such-run") is None
+    assert store.runs() == []
+
+
+def _created(store: RunStore, run_id: str, definition: str) -> datetime:
+    assert store.create(run_id, PLAN, RunSummary(definition, "", 1))
+    record = store.record(run_id)
+    assert record is not None
+    time.sleep(0.002)  # distinct creation times, whatever the clock's resolution
+    return record.created_at
+
+
+def test_runs_are_listed_newest_first_with_their_records(store: RunStore) -> None:
+    ids = [f"run-{index}-{time.time_ns()}" for index in range(4)]
+    for run_id in ids:
+        _created(store, run_id, "Shipping")
+    store.finish(ids[1], RunState.FAILURE, step="0", error="boom")
+
+    listed = store.runs()
+    assert [run_id for run_id, _ in listed] == ids[::-1]
+    assert dict(listed)[ids[1]] == store.record(ids[1])
+    assert [run_id for run_id, _ in store.runs(limit=2)] == ids[:1:-1]
+
+
+def test_runs_are_filtered_by_definition_state_and_creation_time(store: RunStore) -> None:
+    ids = [f"run-{index}-{time.time_ns()}" for index in range(5)]
+    times = [
+        _created(store, run_id, name)
+        for run_id, name in zip(
+            ids, ["Shipping", "Billing", "Shipping", "Shipping", "Billing"], strict=True
+        )
+    ]
+    store.mark_running(ids[0])
+    store.finish(ids[2], RunState.FAILURE, step="0", error="boom")
+    store.finish(ids[3], RunState.FAILURE, step="0", error="boom")
+    store.finish(ids[4], RunState.SUCCESS)
+
+    def listed(**filters: Any) -> list[str]:
+        return [run_id for run_id, _ in store.runs(**filters)]
+
+    assert listed(definition="Shipping") == [ids[3], ids[2], ids[0]]
+    assert listed(state=RunState.FAILURE) == [ids[3], ids[2]]
+    assert listed(state=RunState.RUNNING) == [ids[0]]
+    assert listed(state=RunState.PENDING) == [ids[1]]
+    assert listed(definition="Billing", state=RunState.SUCCESS) == [ids[4]]
+    assert listed(since=times[2]) == [ids[4], ids[3], ids[2]]
+    assert listed(until=times[2]) == [ids[1], ids[0]]
+    assert listed(since=times[1], until=times[4], state=RunState.FAILURE, limit=1) == [ids[3]]
+    assert listed(definition="Nobody") == []
+
+
+def test_prune_forgets_ended_runs_created_before_the_cutoff(store: RunStore) -> None:
+    ids = [f"run-{index}-{time.time_ns()}" for index in range(5)]
+    times = [_created(store, run_id, "Shipping") for run_id in ids]
+    store.finish(ids[0], RunState.SUCCESS)
+    store.finish(ids[1], RunState.FAILURE, step="0", error="boom")
+    store.put_step(ids[1], "0", StepRecord(StepState.FAILURE, error="boom"))
+    store.claim(ids[1], "started:")
+    store.mark_running(ids[2])  # under way: kept, however old
+    store.finish(ids[4], RunState.SUCCESS)  # too new
+
+    assert store.prune(times[4], state=RunState.FAILURE) == 1
+    assert store.record(ids[1]) is None
+    assert store.plan(ids[1]) is None
+    assert store.steps(ids[1]) == {}
+    assert store.claimed(ids[1]) == set()
+    assert store.prune(times[4]) == 1
+    assert store.record(ids[0]) is None
+    assert [run_id for run_id, _ in store.runs()] == [ids[4], ids[3], ids[2]]
+    assert store.prune(datetime.now(timezone.utc) + timedelta(seconds=1)) == 1
+    assert [run_id for run_id, _ in store.runs()] == [ids[3], ids[2]]
+
+
+def _failed_and_settled(store: RunStore, run_id: str) -> None:
+    store.create(run_id, PLAN, SUMMARY)
+    store.mark_running(run_id)
+    store.put_step(run_id, "0", StepRecord(StepState.SUCCESS, attempts=1))
+    store.put_step(run_id, "1", StepRecord(StepState.FAILURE, attempts=2, error="boom"))
+    store.put_step(run_id, "2", StepRecord(StepState.SKIPPED))
+    for marker in ("started:", "ended:", "ended:1", "joined:join:3"):
+        store.claim(run_id, marker)
+    store.finish(run_id, RunState.FAILURE, step="1", error="boom")
+    store.settle(run_id)
+
+
+def test_resume_reopens_a_failed_run_with_its_steps_reset(store: RunStore, run_id: str) -> None:
+    _failed_and_settled(store, run_id)
+    failed = store.record(run_id)
+    reset = {
+        "1": StepRecord(StepState.PENDING, resumes=0),
+        "2": StepRecord(StepState.PENDING, resumes=0),
+    }
+
+    assert store.resume(run_id, reset, {"ended:", "ended:1"})
+
+    record = store.record(run_id)
+    assert failed is not None
+    assert record is not None
+    assert (record.state, record.resumes, record.progress) == (RunState.RUNNING, 1, (1, 0, 3))
+    assert (record.finished_at, record.step, record.error, record.settled_at) == (None,) * 4
+    assert (record.created_at, record.started_at) == (failed.created_at, failed.started_at)
+    assert store.steps(run_id) == {"0": StepRecord(StepState.SUCCESS, attempts=1), **reset}
+    assert store.claimed(run_id) == {"started:", "joined:join:3"}
+    started = StepRecord(StepState.STARTED, attempts=1, resumes=1)
+    assert store.put_step_if(run_id, "1", started, reset["1"])  # the resumed step starts
+    store.put_step(run_id, "1", started.moved_to(StepState.FAILURE))
+    store.finish(run_id, RunState.FAILURE, step="1", error="again")
+    store.settle(run_id)
+    assert store.resume(run_id, {"1": StepRecord(StepState.PENDING, resumes=1)}, ())
+    again = store.record(run_id)
+    assert again is not None
+    assert (again.resumes, again.failed) == (2, 0)
+
+
+@pytest.mark.parametrize("end", ["pending", "running", "success", "unsettled", "cancelled"])
+def test_resume_reopens_only_a_failed_or_cancelled_run_that_settled(
+    store: RunStore, run_id: str, end: str
+) -> None:
+    store.create(run_id, PLAN, SUMMARY)
+    if end != "pending":
+        store.mark_running(run_id)
+    if end in ("success", "unsettled", "cancelled"):
+        state = {"success": RunState.SUCCESS, "cancelled": RunState.CANCELLED}
+        store.finish(run_id, state.get(end, RunState.FAILURE), settled=end != "unsettled")
+    before = store.record(run_id)
+    pending = {"0": StepRecord(StepState.PENDING)}
+
+    assert store.resume(run_id, pending, ()) is (end == "cancelled")
+    if end != "cancelled":
+        assert store.record(run_id) == before
+        assert store.steps(run_id) == {}
+    assert not store.resume("no-such-run", pending, ())
+    assert store.record("no-such-run") is None
+
+
+def test_concurrent_resumes_have_exactly_one_winner(store: RunStore, run_id: str) -> None:
+    _failed_and_settled(store, run_id)
+    pending = {"1": StepRecord(StepState.PENDING)}
+
+    resumed = race(20, lambda _: store.resume(run_id, pending, ()))
+
+    assert resumed.count(True) == 1
+    record = store.record(run_id)
+    assert record is not None
+    assert record.resumes == 1
+
+
+def test_a_step_record_not_resumed_keeps_the_text_earlier_versions_wrote() -> None:
+    record = StepRecord(StepState.STARTED, attempts=1, started_at=1.5)
+    assert record.encode() == (
+        '{"state": "STARTED", "attempts": 1, "started_at": 1.5, "finished_at": null, '
+        '"error": null, "deliveries": 1}'
+    )
+    resumed = StepRecord(StepState.STARTED, attempts=1, resumes=2)
+    assert json.loads(resumed.encode())["resumes"] == 2
+    assert StepRecord.decode(resumed.encode()) == resumed

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from django.db import models
 
+from ...stores.relational import DEFINITION_LENGTH
+
 
 class RunRow(models.Model):
-    """One run: its state and its stored plan."""
+    """One run: its state, summary, progress and stored plan."""
 
     run_id = models.CharField(max_length=200, primary_key=True)
     state = models.CharField(max_length=16)
@@ -18,6 +20,21 @@ class RunRow(models.Model):
     plan_type = models.CharField(max_length=100)
     plan_encoding = models.CharField(max_length=50)
     plan_body = models.BinaryField()
+    started_at = models.FloatField(null=True)
+    definition = models.CharField(max_length=DEFINITION_LENGTH, default="")
+    arguments = models.TextField(default="")
+    total = models.IntegerField(default=0)
+    done = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    resumes = models.IntegerField(default=0)
+
+    class Meta:
+        # For listings, newest first: all runs, or those in a state, or of a definition.
+        indexes = [
+            models.Index(fields=["created_at"], name="tasktronaut_run_created"),
+            models.Index(fields=["state", "created_at"], name="tasktronaut_run_state"),
+            models.Index(fields=["definition", "created_at"], name="tasktronaut_run_definition"),
+        ]
 
 
 class ClaimRow(models.Model):

@@ -14,7 +14,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import F
 from typing_extensions import override
 
-from ...stores.relational import RelationalRunStore, Table, Where
+from ...stores.relational import Range, RelationalRunStore, Table, Where
 from .models import ArrivalRow, ClaimRow, RunRow, StepRow
 
 _MODELS: dict[Table, type[models.Model]] = {
@@ -45,12 +45,35 @@ class DjangoRunStore(RelationalRunStore):
         return int(_rows(table, where).update(**values))
 
     @override
+    def _increment(self, table: Table, where: Where, amounts: Mapping[str, int]) -> int:
+        return int(
+            _rows(table, where).update(
+                **{column: F(column) + by for column, by in amounts.items()}
+            )
+        )
+
+    @override
     def _touch(self, table: Table, where: Where, column: str) -> int:
         return int(_rows(table, where).update(**{column: F(column)}))
 
     @override
-    def _select(self, table: Table, where: Where, columns: Sequence[str]) -> list[tuple[Any, ...]]:
-        return list(_rows(table, where).values_list(*columns))
+    def _select(
+        self,
+        table: Table,
+        where: Where,
+        columns: Sequence[str],
+        *,
+        order_by: str | None = None,
+        limit: int | None = None,
+        lock: bool = False,
+    ) -> list[tuple[Any, ...]]:
+        rows = _rows(table, where)
+        if lock:
+            rows = rows.select_for_update()
+        if order_by is not None:
+            rows = rows.order_by(order_by)
+        selected = rows.values_list(*columns)
+        return list(selected if limit is None else selected[:limit])
 
     @override
     def _count(self, table: Table, where: Where) -> int:
@@ -63,9 +86,15 @@ class DjangoRunStore(RelationalRunStore):
 
 def _rows(table: Table, where: Where) -> models.QuerySet[Any]:
     """The rows of ``table`` that ``where`` picks."""
-    return _MODELS[table].objects.filter(
-        **{
-            f"{column}__in" if isinstance(value, tuple) else column: value
-            for column, value in where.items()
-        }
-    )
+    lookups: dict[str, Any] = {}
+    for column, value in where.items():
+        if isinstance(value, Range):
+            if value.low is not None:
+                lookups[f"{column}__gte"] = value.low
+            if value.high is not None:
+                lookups[f"{column}__lt"] = value.high
+        elif isinstance(value, tuple):
+            lookups[f"{column}__in"] = value
+        else:
+            lookups[column] = value
+    return _MODELS[table].objects.filter(**lookups)
