@@ -83,13 +83,17 @@ class Process:
         """The tree as indented text, one node per line with its path; secrets hidden."""
         return render.as_text(self._shown_root())
 
-    def to_mermaid(self) -> str:
-        """The process as a Mermaid flowchart, for docs and pull requests; secrets hidden."""
-        return render.as_mermaid(self._shown_root())
+    def to_mermaid(self, states: Mapping[str, str] | None = None) -> str:
+        """The process as a Mermaid flowchart, for docs and pull requests; secrets hidden.
 
-    def to_dot(self) -> str:
-        """The process as a Graphviz DOT digraph; secrets hidden."""
-        return render.as_dot(self._shown_root())
+        ``states`` (step path to a state name such as ``"SUCCESS"``) colours
+        the steps, as in a picture of a run.
+        """
+        return render.as_mermaid(self._shown_root(), states)
+
+    def to_dot(self, states: Mapping[str, str] | None = None) -> str:
+        """The process as a Graphviz DOT digraph; secrets hidden; ``states`` as for Mermaid."""
+        return render.as_dot(self._shown_root(), states)
 
     def enqueue(self, backend: Backend[RunT]) -> RunT:
         """Start this process on ``backend`` and return the backend's run handle."""

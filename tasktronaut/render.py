@@ -3,11 +3,12 @@
 The two diagram formats share one layout: every step becomes a vertex, every
 block and sub-process a cluster, and edges follow the execution order (a
 sequential block chains its children, a concurrent one fans out and back in).
+A run's picture colours each step by its state (``states``: path to state name).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .nodes import ExecutionMode, Node, ProcessNode, TaskNode
@@ -39,11 +40,24 @@ def _text_label(node: Node) -> str:
     return f"{label} - {node.description}" if node.description else label
 
 
+STATE_COLOURS: Mapping[str, tuple[str, str]] = {
+    "PENDING": ("#f5f5f5", "#9e9e9e"),
+    "STARTED": ("#bbdefb", "#1565c0"),
+    "RETRY": ("#ffe0b2", "#ef6c00"),
+    "SUCCESS": ("#c8e6c9", "#2e7d32"),
+    "FAILURE": ("#ffcdd2", "#c62828"),
+    "CANCELLED": ("#e1bee7", "#6a1b9a"),
+    "SKIPPED": ("#eeeeee", "#bdbdbd"),
+}
+"""Fill and stroke of a step in each state, in a run's picture."""
+
+
 @dataclass
 class _Vertex:
     id: str
     label: str
     shape: str = "box"
+    state: str | None = None
 
 
 @dataclass
@@ -59,9 +73,9 @@ class _Layout:
     edges: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _layout(root: ProcessNode) -> _Layout:
+def _layout(root: ProcessNode, states: Mapping[str, str]) -> _Layout:
     layout = _Layout(_Cluster("process", root.name))
-    entries, exits = _place(root, layout.root, layout, top=True)
+    entries, exits = _place(root, layout.root, layout, states, top=True)
     start, finish = _Vertex("start", "start", "stadium"), _Vertex("finish", "end", "stadium")
     layout.root.members[:0] = [start]
     layout.root.members.append(finish)
@@ -71,12 +85,17 @@ def _layout(root: ProcessNode) -> _Layout:
 
 
 def _place(
-    node: Node, cluster: _Cluster, layout: _Layout, top: bool = False
+    node: Node,
+    cluster: _Cluster,
+    layout: _Layout,
+    states: Mapping[str, str],
+    top: bool = False,
 ) -> tuple[list[str], list[str]]:
     """Lay ``node`` out inside ``cluster``; returns the ids that enter and leave it."""
     if isinstance(node, TaskNode):
         label = f"{node.method}\n{node.description}" if node.description else node.method
-        cluster.members.append(_Vertex(_vertex_id("s", node.path), label))
+        state = states.get(node.path)
+        cluster.members.append(_Vertex(_vertex_id("s", node.path), label, state=state))
         return [_vertex_id("s", node.path)], [_vertex_id("s", node.path)]
     if top:
         inner = cluster
@@ -90,7 +109,7 @@ def _place(
     entries: list[str] = []
     exits: list[str] = []
     for child in node.children:
-        child_entries, child_exits = _place(child, inner, layout)
+        child_entries, child_exits = _place(child, inner, layout, states)
         if not child_entries:
             continue
         if node.mode is ExecutionMode.CONCURRENT:
@@ -122,13 +141,29 @@ def _vertex_id(kind: str, path: str) -> str:
     return f"{kind}_{path.replace('.', '_')}" if path else kind
 
 
-def as_mermaid(root: ProcessNode) -> str:
-    """A Mermaid ``flowchart`` of the process."""
-    layout = _layout(root)
+def as_mermaid(root: ProcessNode, states: Mapping[str, str] | None = None) -> str:
+    """A Mermaid ``flowchart`` of the process, its steps coloured by ``states`` if given."""
+    layout = _layout(root, states or {})
     lines = ["flowchart TD"]
     lines.extend(_mermaid_cluster(layout.root, "    "))
     lines.extend(f"    {source} --> {target}" for source, target in layout.edges)
+    coloured: dict[str, list[str]] = {}
+    for vertex in _vertices(layout.root):
+        if vertex.state is not None and vertex.state in STATE_COLOURS:
+            coloured.setdefault(vertex.state, []).append(vertex.id)
+    for state, ids in coloured.items():
+        fill, stroke = STATE_COLOURS[state]
+        lines.append(f"    classDef {state.lower()} fill:{fill},stroke:{stroke}")
+        lines.append(f"    class {','.join(ids)} {state.lower()}")
     return "\n".join(lines)
+
+
+def _vertices(cluster: _Cluster) -> Iterator[_Vertex]:
+    for member in cluster.members:
+        if isinstance(member, _Cluster):
+            yield from _vertices(member)
+        else:
+            yield member
 
 
 def _mermaid_cluster(cluster: _Cluster, indent: str) -> Iterator[str]:
@@ -147,9 +182,9 @@ def _mermaid_text(text: str) -> str:
     return text.replace('"', "#quot;").replace("\n", "<br/>")
 
 
-def as_dot(root: ProcessNode) -> str:
-    """A Graphviz ``digraph`` of the process."""
-    layout = _layout(root)
+def as_dot(root: ProcessNode, states: Mapping[str, str] | None = None) -> str:
+    """A Graphviz ``digraph`` of the process, its steps coloured by ``states`` if given."""
+    layout = _layout(root, states or {})
     lines = [f"digraph {_dot_text(root.name)} {{", "    node [shape=box];"]
     lines.extend(_dot_cluster(layout.root, "    "))
     lines.extend(f"    {source} -> {target};" for source, target in layout.edges)
@@ -165,7 +200,12 @@ def _dot_cluster(cluster: _Cluster, indent: str) -> Iterator[str]:
             yield from _dot_cluster(member, indent + "    ")
         else:
             shape = {"box": "box", "stadium": "oval", "point": "point"}[member.shape]
-            yield f"{indent}    {member.id} [label={_dot_text(member.label)}, shape={shape}];"
+            style = ""
+            if member.state is not None and member.state in STATE_COLOURS:
+                fill, stroke = STATE_COLOURS[member.state]
+                style = f', style=filled, fillcolor="{fill}", color="{stroke}"'
+            label = _dot_text(member.label)
+            yield f"{indent}    {member.id} [label={label}, shape={shape}{style}];"
     yield f"{indent}}}"
 
 

@@ -11,8 +11,10 @@ from .errors import (
     BrokerUnavailableError,
     CorruptPlanError,
     DuplicateRunError,
+    PlanChangedError,
     ProcessCancelled,
     ProcessFailed,
+    RetryRefusedError,
     RunError,
     RunNotFoundError,
     StepLostError,
@@ -21,7 +23,7 @@ from .errors import (
     WorkerCodeMismatchError,
 )
 from .run import Run, StepStatus
-from .store import RunRecord, RunState, StepState
+from .store import Progress, RunRecord, RunState, StepState
 
 __all__ = [
     "ArgumentNotSerializableError",
@@ -30,8 +32,11 @@ __all__ = [
     "CorruptPlanError",
     "DuplicateRunError",
     "EmbeddedBackend",
+    "PlanChangedError",
     "ProcessCancelled",
     "ProcessFailed",
+    "Progress",
+    "RetryRefusedError",
     "Run",
     "RunError",
     "RunNotFoundError",

@@ -5,29 +5,33 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from celery import Celery
 from celery.app.defaults import DEFAULTS
 
-from tasktronaut import Process, paths
+from tasktronaut import Process, ProcessDefinition, paths
 from tasktronaut.backend import NO_REDACTION
 
 from .canvas import settle_signature
 from .claims import Claim
-from .dispatch import opening_signature
+from .dispatch import opening_signature, resend
 from .errors import (
     CONNECTION_ERRORS,
     BrokerUnavailableError,
     DuplicateRunError,
+    PlanChangedError,
+    RetryRefusedError,
     RunNotFoundError,
     UnsafeSerializerWarning,
     describe_error,
 )
 from .plan import EncodedPlan, Plan, decode_plan, encode_plan, plan_process
+from .resumption import plan_resumption, tree_changes
 from .run import Run
 from .runner import DEFAULT_MAX_DELIVERIES, Runner
-from .store import RunState
+from .store import RunRecord, RunState, RunSummary
 from .stores import check_app, joins_chords_natively, keeps_results_in_redis, store_for
 from .worker import serve, serving
 
@@ -204,7 +208,7 @@ class CeleryBackend:
         encoded = encode_plan(plan, self.app.conf.task_serializer)
         run = f"{plan.root.name} run {plan.run_id}"
         try:
-            created = self.store.create(plan.run_id, encoded)
+            created = self.store.create(plan.run_id, encoded, summarize(process, plan))
         except CONNECTION_ERRORS as error:
             raise BrokerUnavailableError(
                 f"{run}: the result backend at {self.app.backend.as_uri()} did not answer "
@@ -224,7 +228,7 @@ class CeleryBackend:
                     f"({describe_error(error, NO_REDACTION)}); {kept}"
                 ) from error
             raise
-        return Run(plan.run_id, self.store, lambda: plan, self.cancel)
+        return Run(plan.run_id, self.store, lambda: plan, self.cancel, self.retry)
 
     def _forget(self, run_id: str) -> str:
         """Delete a run that could not be sent; what is left of it, for the error message."""
@@ -242,7 +246,107 @@ class CeleryBackend:
         """A handle on an existing run, e.g. in a web request polling its progress."""
         if self.store.record(run_id) is None:
             raise RunNotFoundError(f"run {run_id!r} does not exist (never enqueued, or expired)")
-        return Run(run_id, self.store, functools.partial(self._load_plan, run_id), self.cancel)
+        return self._handle(run_id)
+
+    def runs(
+        self,
+        *,
+        definition: type[ProcessDefinition] | str | None = None,
+        state: RunState | str | None = None,
+        since: datetime | timedelta | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
+        """Handles on the runs kept in the result backend, newest first, at most ``limit``.
+
+        Only runs of ``definition`` (the top-level definition, a class or its
+        name), in ``state`` (a :class:`RunState` or its name, in any case),
+        created at or after ``since`` (a time, or how long ago) and before
+        ``until``. Each store answers from an index (Redis sorted sets, indexed
+        columns), never by reading every run.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        found = self.store.runs(
+            definition=definition_name(definition),
+            state=run_state(state),
+            since=moment(since),
+            until=moment(until),
+            limit=limit,
+        )
+        return [self._handle(run_id, record) for run_id, record in found]
+
+    def prune(self, older_than: timedelta | datetime, state: RunState | str | None = None) -> int:
+        """Forget the ended runs created more than ``older_than`` ago (or before that time).
+
+        Only those in ``state`` if given (an ended state); runs under way are
+        kept whatever their age. Returns how many runs were forgotten. Redis
+        runs expire by themselves (``result_expires``); database runs are kept
+        until pruned.
+        """
+        ended = run_state(state)
+        if ended is not None and not ended.finished:
+            raise ValueError(f"only ended runs are pruned; {ended.value} runs are under way")
+        before = moment(older_than)
+        assert before is not None
+        return self.store.prune(before, ended)
+
+    def _handle(self, run_id: str, listed: RunRecord | None = None) -> Run:
+        plan = functools.partial(self._load_plan, run_id)
+        return Run(run_id, self.store, plan, self.cancel, self.retry, listed)
+
+    def retry(self, run_id: str, force: bool = False) -> Run:
+        """Resume the failed or cancelled run ``run_id`` from where it stopped: see :meth:`Run.retry`.
+
+        The run store reopens the run in one atomic change (so of two clients
+        retrying it, one does), then the messages that resume it are sent; if
+        the broker does not take them, the run is ended again as it was.
+        """
+        record = self.store.record(run_id)
+        if record is None:
+            raise RunNotFoundError(f"run {run_id!r} does not exist (never enqueued, or expired)")
+        refused = f"run {run_id} cannot be retried"
+        if not record.state.finished or record.state is RunState.SUCCESS:
+            raise RetryRefusedError(
+                f"{refused}: it is {record.state.value}; only a run that ended FAILURE or "
+                "CANCELLED is resumed"
+            )
+        if record.settled_at is None:
+            raise RetryRefusedError(
+                f"{refused} yet: the hooks of its end are still firing; retry once it has settled"
+            )
+        encoded = self.store.plan(run_id)
+        if encoded is None:
+            raise RetryRefusedError(f"{refused}: its plan has expired (result_expires)")
+        plan = self._decode_plan(encoded)
+        changes = [] if force else tree_changes(plan)
+        if changes:
+            raise PlanChangedError(
+                f"{refused}: {plan.root.name} builds another tree today than the run was planned "
+                f"with ({'; '.join(changes)}); retry(force=True) resumes it with its stored plan"
+            )
+        resumption = plan_resumption(
+            plan, record, self.store.steps(run_id), self.store.claimed(run_id)
+        )
+        if resumption is None:
+            raise RetryRefusedError(f"{refused}: nothing of it remains to be done")
+        if not self.store.resume(run_id, resumption.reset, resumption.drop):
+            raise RetryRefusedError(
+                f"{refused}: it changed meanwhile (retried by another client?)"
+            )
+        try:
+            resend(self.app, plan, resumption.flow, self.control_queue, record.resumes + 1)
+        except BaseException as error:
+            self.store.finish(run_id, record.state, record.step, record.error, settled=True)
+            if isinstance(error, CONNECTION_ERRORS):
+                broker = self.app.connection_for_write().as_uri()
+                raise BrokerUnavailableError(
+                    f"{refused} now: the broker at {broker} did not take the messages that "
+                    f"resume it ({describe_error(error, NO_REDACTION)}); it is "
+                    f"{record.state.value} again"
+                ) from error
+            raise
+        return self._handle(run_id)
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a run; ``False`` if it had already ended. Hooks fire on a worker.
@@ -283,6 +387,56 @@ class CeleryBackend:
     def _decode_plan(self, encoded: EncodedPlan) -> Plan:
         """The plan as clients read it: without argument types, which only workers need."""
         return decode_plan(encoded, self.app.conf.accept_content, typed_values=False)
+
+
+SUMMARY_LENGTH = 500
+"""The most characters of a run's arguments kept for listings."""
+
+
+def summarize(process: Process, plan: Plan) -> RunSummary:
+    """What listings show of the run of ``process``: its arguments as shown, sensitive ones masked."""
+    shown = ", ".join(
+        f"{name}={plan.redactor.shown(name, value)}"
+        for name, value in process.root.arguments.items()
+    )
+    if len(shown) > SUMMARY_LENGTH:
+        shown = shown[: SUMMARY_LENGTH - 1] + "…"
+    return RunSummary(process.root.name, shown, len(plan.steps))
+
+
+def definition_name(definition: type[ProcessDefinition] | str | None) -> str | None:
+    """The name runs of ``definition`` are listed under."""
+    return (
+        definition
+        if definition is None or isinstance(definition, str)
+        else definition.__qualname__
+    )
+
+
+_STATE_WORDS = {"failed": RunState.FAILURE, "succeeded": RunState.SUCCESS}
+
+
+def run_state(state: RunState | str | None) -> RunState | None:
+    """``state`` as a :class:`RunState`: a name in any case, or ``failed`` and ``succeeded``."""
+    if state is None or isinstance(state, RunState):
+        return state
+    word = state.lower()
+    if word in _STATE_WORDS:
+        return _STATE_WORDS[word]
+    try:
+        return RunState(word.upper())
+    except ValueError:
+        names = ", ".join(member.value.lower() for member in RunState)
+        raise ValueError(f"unknown run state {state!r}: one of {names}") from None
+
+
+def moment(when: datetime | timedelta | None) -> datetime | None:
+    """An aware time: ``when`` itself (naive times are taken as UTC), or that long ago."""
+    if when is None:
+        return None
+    if isinstance(when, timedelta):
+        return datetime.now(timezone.utc) - when
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
 def backend_for(app: Celery) -> CeleryBackend | None:

@@ -40,13 +40,16 @@ if TYPE_CHECKING:
 
 
 def to_signature(
-    app: Celery, plan: Plan, flow: Flow, control_queue: str | None = None
+    app: Celery, plan: Plan, flow: Flow, control_queue: str | None = None, resume: int = 0
 ) -> Signature:
-    """The Celery canvas for ``flow`` (part of) ``plan``; joins go to ``control_queue``."""
+    """The Celery canvas for ``flow`` (part of) ``plan``; joins go to ``control_queue``.
+
+    ``resume`` is the resume of the run the messages belong to (``0``: its first go).
+    """
     if isinstance(flow, (Step, Join, Begin)):
-        return action_signature(app, plan, flow, control_queue)
+        return action_signature(app, plan, flow, control_queue, resume)
     items = flow.items if isinstance(flow, Chain) else (*flow.header, flow.body)
-    signatures = [to_signature(app, plan, item, control_queue) for item in items]
+    signatures = [to_signature(app, plan, item, control_queue, resume) for item in items]
     if isinstance(flow, Chain):
         return chain(*signatures, app=app)
     *members, body = signatures
@@ -75,31 +78,31 @@ def _storing_results(signature: Signature) -> Signature:
 
 
 def action_signature(
-    app: Celery, plan: Plan, action: Action, control_queue: str | None = None
+    app: Celery, plan: Plan, action: Action, control_queue: str | None = None, resume: int = 0
 ) -> Signature:
-    """The signature of one step, join or begin of ``plan``."""
+    """The signature of one step, join or begin of ``plan``, sent by resume ``resume``."""
     if isinstance(action, Step):
-        return step_signature(app, plan, action.path)
+        return step_signature(app, plan, action.path, resume)
     if isinstance(action, Join):
-        return join_signature(app, plan, action.path, control_queue)
-    return begin_signature(app, plan, action.path, control_queue)
+        return join_signature(app, plan, action.path, control_queue, resume)
+    return begin_signature(app, plan, action.path, control_queue, resume)
 
 
-def step_signature(app: Celery, plan: Plan, path: str) -> Signature:
+def step_signature(app: Celery, plan: Plan, path: str, resume: int = 0) -> Signature:
     """The signature of the step at ``path``."""
     step = plan.steps[path]
     return _signature(
         app,
         STEP_TASK,
         {"run": plan.run_id, "step": path},
-        task_id=step_task_id(plan.run_id, path),
+        task_id=step_task_id(plan.run_id, path, resume),
         shadow=plan.step_name(path),
         **signature_options(step.options),
     )
 
 
 def join_signature(
-    app: Celery, plan: Plan, path: str, control_queue: str | None = None
+    app: Celery, plan: Plan, path: str, control_queue: str | None = None, resume: int = 0
 ) -> Signature:
     """The signature of the join at ``path``."""
     owner = plan.processes[plan.lineage(path)[0]]
@@ -107,21 +110,21 @@ def join_signature(
         app,
         JOIN_TASK,
         {"run": plan.run_id, "join": path},
-        task_id=join_task_id(plan.run_id, path),
+        task_id=join_task_id(plan.run_id, path, resume),
         shadow=f"{owner.name}:join",
         **_queue(control_queue),
     )
 
 
 def begin_signature(
-    app: Celery, plan: Plan, path: str, control_queue: str | None = None
+    app: Celery, plan: Plan, path: str, control_queue: str | None = None, resume: int = 0
 ) -> Signature:
     """The signature of the begin of the sub-process at ``path``."""
     return _signature(
         app,
         BEGIN_TASK,
         {"run": plan.run_id, "begin": path},
-        task_id=begin_task_id(plan.run_id, path),
+        task_id=begin_task_id(plan.run_id, path, resume),
         shadow=f"{plan.processes[path].name}:begin",
         **_queue(control_queue),
     )

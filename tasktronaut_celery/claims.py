@@ -11,15 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-ClaimKind = Literal["started", "ended", "joined"]
+ClaimKind = Literal["started", "ended", "completed", "joined", "passed"]
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
     """Something done once per run, claimed in the run store before it is done.
 
-    ``started`` and ``ended`` name a process by its path; ``joined`` names a
-    chord (``kind:path`` of its body) whose body a dispatching worker sends.
+    ``started``, ``ended`` and ``completed`` name a process by its path;
+    ``joined`` names a chord (``kind:path`` of its body) whose body a
+    dispatching worker sends; ``passed`` names a join by its path. The last
+    two kinds record what a resumed run need not do again: a process whose
+    ``on_completed`` returned, and a join that did its work.
     """
 
     kind: ClaimKind
@@ -34,6 +37,16 @@ class Claim:
     def ended(cls, process: str) -> Claim:
         """The claim of the end of the process at ``process``: one end hook fires for it."""
         return cls("ended", process)
+
+    @classmethod
+    def completed(cls, process: str) -> Claim:
+        """The record that ``on_completed`` of the process at ``process`` returned."""
+        return cls("completed", process)
+
+    @classmethod
+    def passed(cls, join: str) -> Claim:
+        """The record that the join at ``join`` completed its processes and sent what follows."""
+        return cls("passed", join)
 
     @classmethod
     def joined(cls, chord: str) -> Claim:

@@ -34,6 +34,7 @@ from tasktronaut.definition import ProcessDefinition
 from tasktronaut.errors import TasktronautError
 from tasktronaut.process import Process
 
+from . import listing
 from .backend import CANCELLED_BY_CLIENT, CeleryBackend, backend_for
 from .embedded import EmbeddedBackend
 from .errors import (
@@ -341,6 +342,11 @@ def steps(count: int) -> str:
     return f"{count} step" if count == 1 else f"{count} steps"
 
 
+def times(count: int) -> str:
+    """``once``, ``twice``, ``3 times``."""
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
+
+
 def watch(handle: Run, deadline: float | None) -> bool:
     """Print a progress line whenever it changes until the run settles; ``False`` at the deadline.
 
@@ -419,16 +425,23 @@ def activity(status: StepStatus) -> str:
 
 
 def summarize(statuses: list[StepStatus]) -> None:
-    """A table of every step: path, name, state, attempts, duration, description."""
-    rows = [("path", "step", "state", "attempts", "duration", "description")]
+    """A table of every step: path, name, state, attempts, duration, description.
+
+    Once a resume ran steps again, a column says how many resumes ran each.
+    """
+    resumed = any(status.resumes for status in statuses)
+    rows = [("path", "step", "state", "attempts", *(("resumes",) if resumed else ()))]
+    rows[0] += ("duration", "description")
     for status in statuses:
         duration = "" if status.duration is None else f"{status.duration:.3f} s"
+        resumes = (str(status.resumes),) if resumed else ()
         rows.append(
             (
                 status.path,
                 status.name,
                 status.state.value,
                 str(status.attempts),
+                *resumes,
                 duration,
                 status.description or "",
             )
@@ -450,16 +463,38 @@ def show(definition: str, arguments: tuple[str, ...], options: tuple[str, ...]) 
 
 
 @main.command()
-@click.argument("definition")
+@click.argument("definition", required=False)
 @click.argument("arguments", nargs=-1)
 @click.option("--option", "options", multiple=True, metavar="NAME=VALUE")
 @click.option("--format", "output", type=click.Choice(["mermaid", "dot"]), default="mermaid")
+@click.option("--run", "run_id", help="Draw this run, each step coloured by its state.")
+@click.option("--app", "app", metavar="MODULE:APP", help="The Celery app of --run.")
 def graph(
-    definition: str, arguments: tuple[str, ...], options: tuple[str, ...], output: str
+    definition: str | None,
+    arguments: tuple[str, ...],
+    options: tuple[str, ...],
+    output: str,
+    run_id: str | None,
+    app: str | None,
 ) -> None:
-    """Print the process as a Mermaid flowchart (or Graphviz DOT)."""
-    process = build(definition, arguments, options)
-    click.echo(process.to_mermaid() if output == "mermaid" else process.to_dot())
+    """Print DEFINITION's process, or a run's, as a Mermaid flowchart (or Graphviz DOT)."""
+    if run_id is None:
+        if definition is None:
+            fail("name a process (module:Definition) or a run (--run RUN_ID --app MODULE:APP)")
+        process = build(definition, arguments, options)
+        click.echo(process.to_mermaid() if output == "mermaid" else process.to_dot())
+        return
+    if definition is not None or options:
+        fail("--run draws a run with the arguments it was enqueued with: name no process")
+    if app is None:
+        fail("--run needs the run's Celery app: --app MODULE:APP")
+    backend = load_backend(app)
+    with connection_errors(backend):
+        try:
+            handle = backend.run(run_id)
+            click.echo(handle.to_mermaid() if output == "mermaid" else handle.to_dot())
+        except TasktronautError as error:
+            fail(str(error), EXIT_FAILED)
 
 
 @main.command()
@@ -475,7 +510,8 @@ def status(run_id: str, app: str, follow_run: bool) -> None:
         except TasktronautError as error:
             fail(str(error), EXIT_FAILED)
         record = handle.record
-        click.echo(f"Run {run_id}: {record.state.value}")
+        resumed = f" (resumed {times(record.resumes)})" if record.resumes else ""
+        click.echo(f"Run {run_id}: {record.state.value}{resumed}")
         if follow_run:
             try:
                 watch(handle, None)
@@ -503,3 +539,73 @@ def cancel(run_id: str, app: str) -> None:
             click.echo(f"Run {run_id} cancelled.")
         else:
             click.echo(f"Run {run_id} had already ended: {handle.state.value}.")
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--app", "app", required=True, metavar="MODULE:APP")
+@click.option("--wait", "follow_run", is_flag=True, help="Follow the run until it ends.")
+@click.option("--force", is_flag=True, help="Resume even if the definition changed since.")
+def retry(run_id: str, app: str, follow_run: bool, force: bool) -> None:
+    """Resume the failed or cancelled run RUN_ID where it stopped; with --wait, exit like ``run``.
+
+    Steps that succeeded are not run again.
+    """
+    backend = load_backend(app)
+    with connection_errors(backend):
+        try:
+            handle = backend.run(run_id)
+            to_run = sum(1 for status in handle.steps() if status.state is not StepState.SUCCESS)
+            handle.retry(force=force)
+        except BrokerUnavailableError as error:
+            fail(str(error), EXIT_FAILED)
+        except TasktronautError as error:
+            fail(str(error), EXIT_FAILED)
+        resumes = handle.record.resumes
+        click.echo(f"Run {run_id} resumed (resume {resumes}): {steps(to_run)} to run.")
+        if not follow_run:
+            return
+        started = time.monotonic()
+        try:
+            watch(handle, None)
+        except KeyboardInterrupt:
+            click.echo(f"Interrupted: no longer following run {run_id}.", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(conclude(handle, time.monotonic() - started))
+
+
+@main.command()
+@click.option("--app", "app", required=True, metavar="MODULE:APP")
+@click.option("--state", help="Only runs in this state (pending, running, success, failure, ...).")
+@click.option("--definition", help="Only runs of this top-level definition (its class name).")
+@click.option("--since", metavar="AGE", help="Only runs created within this age (90s, 1h, 7d).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+def runs(
+    app: str, state: str | None, definition: str | None, since: str | None, limit: int
+) -> None:
+    """List the runs kept in the app's result backend, newest first."""
+    backend = load_backend(app)
+    with connection_errors(backend):
+        try:
+            age = None if since is None else listing.parse_age(since)
+            found = backend.runs(definition=definition, state=state, since=age, limit=limit)
+        except ValueError as error:
+            fail(str(error))
+        rows = [listing.row(handle.id, handle.listed or handle.record) for handle in found]
+    for line in listing.table(rows):
+        click.echo(line)
+
+
+@main.command()
+@click.option("--app", "app", required=True, metavar="MODULE:APP")
+@click.option("--older-than", "older_than", required=True, metavar="AGE", help="e.g. 7d, 12h.")
+@click.option("--state", help="Only runs that ended in this state (success, failure, cancelled).")
+def prune(app: str, older_than: str, state: str | None) -> None:
+    """Forget the ended runs created longer than AGE ago; runs under way are kept."""
+    backend = load_backend(app)
+    with connection_errors(backend):
+        try:
+            pruned = backend.prune(listing.parse_age(older_than), state=state)
+        except ValueError as error:
+            fail(str(error))
+    click.echo(f"Pruned {pruned} run{'' if pruned == 1 else 's'}.")

@@ -53,6 +53,8 @@ class Verdict(enum.Enum):
     """Its step succeeded before: do not run it again, only complete and send on what follows."""
     LOST = "lost"
     """Its step's worker was lost too often: fail the step."""
+    STALE = "stale"
+    """Skip it: it was sent before the run was resumed, and the resume sends its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +88,17 @@ class Deliveries:
             return True
         return bool((task.request.delivery_info or {}).get("redelivered"))
 
-    def admit(self, run_id: str, record: RunRecord, what: str, redelivered: bool) -> Admission:
-        """Whether ``what`` (a control message) runs: RUN while the run is under way, else ENDED."""
+    def admit(
+        self, run_id: str, record: RunRecord, what: str, redelivered: bool, resume: int = 0
+    ) -> Admission:
+        """Whether ``what`` (a control message) runs: RUN while the run is under way, else ENDED.
+
+        ``resume`` is the resume of the run the message belongs to: one left
+        over from before the run's latest resume is STALE.
+        """
+        if resume != record.resumes:
+            logger.info("run %s: skipping %s, sent before resume %d", run_id, what, record.resumes)
+            return Admission(Verdict.STALE)
         if not record.state.finished:
             return Admission(Verdict.RUN, running=record.state is RunState.RUNNING)
         logger.info("run %s is %s; skipping %s", run_id, record.state.value, what)
@@ -114,10 +125,14 @@ class Deliveries:
         previous: StepRecord | None,
         attempt: int,
         redelivered: bool,
+        resume: int = 0,
     ) -> Admission:
-        """Whether attempt ``attempt`` of the step at ``path`` runs, given its ``previous`` record."""
-        admission = self.admit(run_id, run, f"step {path}", redelivered)
-        if admission.verdict is not Verdict.RUN or previous is None:
+        """Whether attempt ``attempt`` of the step at ``path`` runs, given its ``previous`` record.
+
+        A step a resume left PENDING runs as if it had no record.
+        """
+        admission = self.admit(run_id, run, f"step {path}", redelivered, resume)
+        if admission.verdict is not Verdict.RUN or previous is None or not previous.started:
             return admission
         running = admission.running
         if previous.state is StepState.SUCCESS:

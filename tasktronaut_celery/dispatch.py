@@ -69,13 +69,19 @@ class Dispatcher(Protocol):
         ...
 
     def after(
-        self, action: Action, again: bool = False, succeeded: StepRecord | None = None
+        self,
+        action: Action,
+        again: bool = False,
+        succeeded: StepRecord | None = None,
+        resume: int = 0,
     ) -> None:
         """Send what follows ``action``, which has succeeded.
 
         ``again`` is for a message delivered once more after its action had
-        succeeded (its worker may have died before sending). ``succeeded`` is
-        the step's SUCCESS record, stored before anything is sent.
+        succeeded (its worker may have died before sending), or sent again by
+        a resume. ``succeeded`` is the step's SUCCESS record, stored before
+        anything is sent. ``resume`` is the resume of the run that
+        ``action``'s message belongs to; what follows belongs to it too.
         """
         ...
 
@@ -97,6 +103,19 @@ def opening_signature(app: Celery, plan: Plan, control_queue: str | None) -> Sig
     if plan.dispatch is Dispatch.CANVAS:
         return to_signature(app, plan, plan.flow, control_queue)
     return action_signature(app, plan, opening[0], control_queue)
+
+
+def resend(app: Celery, plan: Plan, flow: Flow, control_queue: str | None, resume: int) -> None:
+    """Send what resume ``resume`` of the run starts with: ``flow``, the rest of the run's flow.
+
+    As Celery canvas, or the first actions of ``flow`` when the workers
+    dispatch: what follows them is found in the run's whole flow, and the
+    members of a concurrent section that had finished have arrived already.
+    """
+    if plan.dispatch is Dispatch.CANVAS:
+        to_signature(app, plan, flow, control_queue, resume).apply_async()
+    else:
+        send(app, plan, entries(flow), control_queue, resume)
 
 
 def dispatcher(plan: Plan, app: Celery, store: RunStore, control_queue: str | None) -> Dispatcher:
@@ -124,7 +143,11 @@ class CanvasDispatch:
         to_signature(self._app, self._plan, self._plan.flow, self._control_queue).apply_async()
 
     def after(
-        self, action: Action, again: bool = False, succeeded: StepRecord | None = None
+        self,
+        action: Action,
+        again: bool = False,
+        succeeded: StepRecord | None = None,
+        resume: int = 0,
     ) -> None:
         """Store ``succeeded``; Celery sends the rest of a chain, or counts a chord member.
 
@@ -155,15 +178,19 @@ class WorkerDispatch:
         self._send(entries(self._plan.flow))
 
     def after(
-        self, action: Action, again: bool = False, succeeded: StepRecord | None = None
+        self,
+        action: Action,
+        again: bool = False,
+        succeeded: StepRecord | None = None,
+        resume: int = 0,
     ) -> None:
         """Send what follows ``action``; a chord's body once every member has arrived.
 
         A step's ``succeeded`` record is stored in the same trip to the run
         store as its arrival, if it arrives at a chord. Sent ``again``, steps
-        that follow and have already started are not sent again, and a
-        chord's body is sent again even if claimed (a duplicate of it is
-        ignored).
+        that follow and have already started are not sent again (a step a
+        resume left PENDING has not), and a chord's body is sent again even
+        if claimed (a duplicate of it is ignored).
         """
         if self._following is None:
             self._following = continuations(self._plan.flow)
@@ -177,25 +204,37 @@ class WorkerDispatch:
             chord = f"{type(then.chord).__name__.lower()}:{then.chord.path}"
             arrival = self._store.arrive_and_claim(run_id, chord, then.member, then.size, recorded)
             if arrival.claimed or (again and arrival.complete):  # else another member sends it
-                self._send((then.chord,))
+                self._send((then.chord,), resume)
             return
         if recorded is not None:
             self._store.put_step(run_id, *recorded)
         if then.start:
             targets = then.start
             if again:
-                started = self._store.steps(run_id)
+                records = self._store.steps(run_id)
+                started = {path for path, record in records.items() if record.started}
                 targets = tuple(
                     a for a in targets if not (isinstance(a, Step) and a.path in started)
                 )
-            self._send(targets)
+            self._send(targets, resume)
 
-    def _send(self, actions: tuple[Action, ...]) -> None:
-        """Publish the messages of ``actions`` on one producer connection."""
-        with self._app.producer_or_acquire() as producer:
-            for action in actions:
-                signature = action_signature(self._app, self._plan, action, self._control_queue)
-                signature.apply_async(producer=producer)
+    def _send(self, actions: tuple[Action, ...], resume: int = 0) -> None:
+        """Publish the messages of ``actions`` (of resume ``resume``) on one producer connection."""
+        send(self._app, self._plan, actions, self._control_queue, resume)
+
+
+def send(
+    app: Celery,
+    plan: Plan,
+    actions: tuple[Action, ...],
+    control_queue: str | None,
+    resume: int = 0,
+) -> None:
+    """Publish the messages of ``actions`` of ``plan`` on one producer connection."""
+    with app.producer_or_acquire() as producer:
+        for action in actions:
+            signature = action_signature(app, plan, action, control_queue, resume)
+            signature.apply_async(producer=producer)
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,14 @@ class RunNotFoundError(TasktronautError, LookupError):
     """No run is stored under this identifier (never enqueued, or expired)."""
 
 
+class RetryRefusedError(TasktronautError, ValueError):
+    """A run cannot be resumed: it has not failed or been cancelled, has not settled, or expired."""
+
+
+class PlanChangedError(RetryRefusedError):
+    """The run's definition builds another tree today than the one the run was planned with."""
+
+
 class CorruptPlanError(TasktronautError, ValueError):
     """A stored plan or an incoming message cannot be read."""
 

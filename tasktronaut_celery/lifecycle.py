@@ -71,9 +71,14 @@ class Lifecycle:
             self._fire_once("on_started", process, self._run_id)
 
     def complete(self, completes: tuple[str, ...]) -> None:
-        """Fire ``on_completed`` of the processes ``completes``; the root's ends the run SUCCESS."""
+        """Fire ``on_completed`` of the processes ``completes``; the root's ends the run SUCCESS.
+
+        Each completion that returned is recorded (``Claim.completed``), so a
+        resume of the run knows which processes are done.
+        """
         for process in completes:
-            self._fire_once("on_completed", process, self._run_id)
+            if self._fire_once("on_completed", process, self._run_id):
+                self._store.claim(self._run_id, Claim.completed(process).marker)
             if process == paths.ROOT:
                 self._store.finish(self._run_id, RunState.SUCCESS, settled=True)
 
@@ -183,8 +188,8 @@ class Lifecycle:
                     name = self._plan.processes[process].name
                     logger.exception("run %s: %s of %s failed", self._run_id, hook, name)
 
-    def _fire_once(self, hook: Hook, process: str, *args: Any) -> None:
-        """Call ``hook`` of ``process`` if this call wins its claim in the run store.
+    def _fire_once(self, hook: Hook, process: str, *args: Any) -> bool:
+        """Call ``hook`` of ``process`` if this call wins its claim in the run store; ``True`` if so.
 
         ``on_started`` has its own claim; the end hooks share the process's
         ``Claim.ended``. ``on_started`` and ``on_completed`` are claimed only
@@ -197,7 +202,7 @@ class Lifecycle:
         """
         claim = Claim.started(process) if hook == "on_started" else Claim.ended(process)
         if claim in self._claimed:
-            return  # this worker process has seen it claimed: no need to ask the store
+            return False  # this worker process has seen it claimed: no need to ask the store
         under_way_only = hook in ("on_started", "on_completed")
         if not self._store.claim(self._run_id, claim.marker, unless_ended=under_way_only):
             if hook == "on_started":
@@ -206,13 +211,14 @@ class Lifecycle:
                     raise RunEnded()
             if hook != "on_completed":  # a completion that lost to the run's end left it unclaimed
                 self._claimed.add(claim)
-            return
+            return False
         self._claimed.add(claim)
         definition = self.definition(process)
         try:
             call_hook(definition, hook, *args, redactor=self._plan.redactor)
         except Exception as error:
             raise HookFailed(process, hook, error) from error
+        return True
 
     def definition(self, process: str) -> type[ProcessDefinition]:
         """The definition of the process at ``process``, as this worker imported it."""

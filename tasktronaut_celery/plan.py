@@ -57,6 +57,18 @@ class PlannedProcess:
 
 
 @dataclass(frozen=True, slots=True)
+class BuildInputs:
+    """The top-level definition's arguments and options: what its tree was built from.
+
+    Kept so that a resume can check that the definition still builds the
+    same tree (plans stored before they were kept have none).
+    """
+
+    arguments: Mapping[str, Any]
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """A run's processes, steps, joins and flow, keyed by path.
 
@@ -71,6 +83,7 @@ class Plan:
     flow: compiler.Flow
     dispatch: Dispatch = Dispatch.CANVAS
     sensitive_arguments: frozenset[str] = frozenset()
+    built_from: BuildInputs | None = field(default=None, repr=False)  # holds the arguments
     redactor: Redactor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -110,9 +123,14 @@ class Plan:
             ]
             for path, step in self.steps.items()
         }
+        built_from = self.built_from
+        build = None
+        if built_from is not None:
+            build = [layers.index(built_from.arguments), dict(built_from.options)]
         return {
             "version": PLAN_VERSION,
             "run": self.run_id,
+            "build": build,
             "processes": {p.path: [p.definition, p.name] for p in self.processes.values()},
             "scopes": layers.stored,
             "steps": steps,
@@ -157,7 +175,14 @@ class Plan:
             joins = {path: tuple(completes) for path, completes in data["joins"].items()}
             flow = compiler.from_data(data["flow"])
             dispatch = Dispatch(data["dispatch"])
-            plan = cls(str(data["run"]), processes, steps, joins, flow, dispatch, sensitive)
+            build = data.get("build")  # absent from older plans
+            built_from = None
+            if build is not None:
+                arguments, options = build
+                built_from = BuildInputs(scopes[arguments], dict(options))
+            plan = cls(
+                str(data["run"]), processes, steps, joins, flow, dispatch, sensitive, built_from
+            )
         except CorruptPlanError:
             raise
         except (AttributeError, KeyError, TypeError, ValueError, IndexError) as error:
@@ -256,6 +281,7 @@ def plan_process(process: Process, canvas_limit: int | None = None, chords: bool
         compiled.flow,
         choose(compiled, canvas_limit, chords),
         process.sensitive_arguments,
+        BuildInputs(process.root.arguments, process.options),
     )
 
 

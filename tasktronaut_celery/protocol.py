@@ -9,7 +9,9 @@ with fields missing, extra or not strings, is rejected unrun.
 Every message has a task id derived from its run and path, the same on every
 delivery, so the worker's main process can tell which run and step a message
 belongs to from its headers alone (:func:`parse_task_id`), even when its body
-cannot be read.
+cannot be read. The messages a resume of the run sends say which resume they
+belong to (``<run>:<path>@<resume>``, :func:`resume_of`), so a message left
+over from before it is told apart and skipped.
 """
 
 from __future__ import annotations
@@ -54,19 +56,27 @@ _ID_SUFFIXES = {
 }
 
 
-def step_task_id(run_id: str, path: str) -> str:
-    """The Celery task id of a step: the same on every delivery of the same run."""
-    return f"{run_id}:{path}"
+RESUME_MARK = "@"
+"""What separates a path from the resume its message belongs to, in a task id."""
 
 
-def join_task_id(run_id: str, path: str) -> str:
+def _resumed(path: str, resume: int) -> str:
+    return f"{path}{RESUME_MARK}{resume}" if resume else path
+
+
+def step_task_id(run_id: str, path: str, resume: int = 0) -> str:
+    """The Celery task id of a step: the same on every delivery of the same run and resume."""
+    return f"{run_id}:{_resumed(path, resume)}"
+
+
+def join_task_id(run_id: str, path: str, resume: int = 0) -> str:
     """The Celery task id of a join (``root`` stands for the root's empty path)."""
-    return f"{run_id}:{path or ROOT}{_ID_SUFFIXES[JOIN_TASK]}"
+    return f"{run_id}:{_resumed(path or ROOT, resume)}{_ID_SUFFIXES[JOIN_TASK]}"
 
 
-def begin_task_id(run_id: str, path: str) -> str:
+def begin_task_id(run_id: str, path: str, resume: int = 0) -> str:
     """The Celery task id of the begin of the sub-process at ``path``."""
-    return f"{run_id}:{path}{_ID_SUFFIXES[BEGIN_TASK]}"
+    return f"{run_id}:{_resumed(path, resume)}{_ID_SUFFIXES[BEGIN_TASK]}"
 
 
 def start_task_id(run_id: str) -> str:
@@ -87,6 +97,7 @@ def parse_task_id(task_name: str, task_id: str) -> tuple[str, str | None] | None
     """
     if task_name == STEP_TASK:
         run_id, _, path = task_id.rpartition(":")
+        path = path.partition(RESUME_MARK)[0]
         return (run_id, path) if run_id and path else None
     suffix = _ID_SUFFIXES.get(task_name)
     if suffix is None or not task_id.endswith(suffix):
@@ -95,9 +106,19 @@ def parse_task_id(task_name: str, task_id: str) -> tuple[str, str | None] | None
     if task_name in (START_TASK, SETTLE_TASK):
         return (rest, None) if rest else None
     run_id, _, path = rest.rpartition(":")
+    path = path.partition(RESUME_MARK)[0]
     if not run_id or not path:
         return None
     return run_id, "" if task_name == JOIN_TASK and path == ROOT else path
+
+
+def resume_of(task_name: str, task_id: str) -> int:
+    """Which resume of its run a message belongs to: ``0`` for those of its first go."""
+    if task_name in (START_TASK, SETTLE_TASK):
+        return 0
+    rest = task_id.removesuffix(_ID_SUFFIXES.get(task_name, ""))
+    _, mark, resume = rest.rpartition(":")[2].rpartition(RESUME_MARK)
+    return int(resume) if mark and resume.isdigit() else 0
 
 
 def message_fields(

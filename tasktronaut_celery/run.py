@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 from .errors import ProcessCancelled, ProcessFailed, RunNotFoundError, failed_hook
 from .plan import Plan
+from .resumption import rebuild
 from .step_options import max_retries
-from .store import RunRecord, RunState, StepRecord, StepState, to_moment
+from .store import Progress, RunRecord, RunState, StepRecord, StepState, to_moment
 
 if TYPE_CHECKING:
     from .store import RunStore
@@ -38,6 +39,8 @@ class StepStatus:
     max_retries: int = 0
     """How often the step may be retried (its ``max_retries`` option): at most
     ``max_retries + 1`` attempts."""
+    resumes: int = 0
+    """How many resumes of the run (:meth:`Run.retry`) ran the step again."""
 
     @property
     def duration(self) -> float | None:
@@ -63,12 +66,20 @@ class Run:
         store: RunStore,
         plan: Callable[[], Plan],
         cancel: Callable[[str], bool],
+        retry: Callable[[str, bool], object],
+        listed: RunRecord | None = None,
     ) -> None:
         self.id = run_id
         """The run identifier: the process's ``identifier``, the prefix of its step task ids."""
+        self.listed = listed
+        """The run's record as :meth:`CeleryBackend.runs` found it (``None`` on other handles).
+
+        A list of runs shows it without reading each run again; :attr:`record`
+        reads the run's record as it is now."""
         self._store = store
         self._plan = plan
         self._cancel = cancel
+        self._retry = retry
 
     def __repr__(self) -> str:
         return f"<Run {self.id} {self.state.value}>"
@@ -85,6 +96,15 @@ class Run:
     def state(self) -> RunState:
         """``PENDING``, ``RUNNING``, ``SUCCESS``, ``FAILURE`` or ``CANCELLED``."""
         return self.record.state
+
+    @property
+    def progress(self) -> Progress:
+        """Steps that succeeded (``done``) and failed so far, of the run's ``total``.
+
+        Kept by the store as steps end, for views and progress bars:
+        ``done / total`` is the fraction of the run that has succeeded.
+        """
+        return self.record.progress
 
     def wait(self, timeout: float | None = None, interval: float = 0.2) -> Run:
         """Return once the run has succeeded; raise if it failed, was cancelled, or timed out.
@@ -138,6 +158,39 @@ class Run:
         """Cancel the run: steps not yet started never start; ``False`` if it had ended."""
         return self._cancel(self.id)
 
+    def to_mermaid(self) -> str:
+        """The run's process as a Mermaid flowchart, each step coloured by its state.
+
+        The tree is built again from the run's arguments, as the client
+        enqueued it: :class:`~tasktronaut_celery.PlanChangedError` if the
+        definition cannot build it any more.
+        """
+        return rebuild(self._plan()).to_mermaid(self._step_states())
+
+    def to_dot(self) -> str:
+        """The run's process as a Graphviz DOT digraph, each step coloured by its state."""
+        return rebuild(self._plan()).to_dot(self._step_states())
+
+    def _step_states(self) -> dict[str, str]:
+        return {status.path: status.state.value for status in self.steps()}
+
+    def retry(self, *, force: bool = False) -> Run:
+        """Resume a failed or cancelled run under its id, from where it stopped; returns the run.
+
+        Steps that succeeded are not run again; the step that failed, the
+        steps skipped and the unfinished members of concurrent sections run.
+        ``on_started`` does not fire again (unless it was the hook that failed
+        the run); the resume's outcome fires ``on_completed`` or ``on_failed``
+        of each process that had not completed. Refused with
+        :class:`RetryRefusedError` for a run that is PENDING, RUNNING or
+        SUCCESS, whose end hooks are still firing, or whose plan has expired,
+        and with :class:`PlanChangedError` if its definition no longer builds
+        the tree the run was planned with, unless ``force`` (the run then goes
+        on with its stored plan).
+        """
+        self._retry(self.id, force)
+        return self
+
     def steps(self) -> list[StepStatus]:
         """Every step in definition order, with its state and attempts."""
         plan = self._plan()
@@ -156,8 +209,9 @@ class Run:
 
 def _status(plan: Plan, path: str, record: StepRecord | None, finished: bool) -> StepStatus:
     step = plan.steps[path]
-    if record is None:
-        record = StepRecord(StepState.SKIPPED if finished else StepState.PENDING)
+    if record is None or (finished and not record.started):  # never started: the run ended
+        resumes = record.resumes if record else 0
+        record = StepRecord(StepState.SKIPPED if finished else StepState.PENDING, resumes=resumes)
     return StepStatus(
         path=path,
         name=plan.step_name(path),
@@ -169,4 +223,5 @@ def _status(plan: Plan, path: str, record: StepRecord | None, finished: bool) ->
         started_at=to_moment(record.started_at),
         finished_at=to_moment(record.finished_at),
         error=record.error,
+        resumes=record.resumes,
     )

@@ -30,13 +30,14 @@ from celery.exceptions import Ignore
 from tasktronaut.backend import Outcome, StepCall, run_step
 
 from .canvas import settle_signature
+from .claims import Claim
 from .compiler import Begin, Join, Step
 from .deliveries import DEFAULT_MAX_DELIVERIES, Admission, Deliveries, Verdict
 from .dispatch import Dispatcher, dispatcher
 from .errors import CorruptPlanError, describe_error, naming_time_limit
 from .lifecycle import HookFailed, Lifecycle
 from .plan import EncodedPlan, Plan, PlannedStep, decode_plan
-from .protocol import RunEnded, reject
+from .protocol import RunEnded, reject, resume_of
 from .step_options import max_retries, retry_countdown
 from .store import RunRecord, RunState, RunStore, StepRecord, StepState, now
 from .worker_code import code_mismatch
@@ -57,6 +58,7 @@ class _Known:
 
     plan: Plan
     created_at: datetime  # of the run: an identifier enqueued again gets its own plan
+    resumes: int  # of the run when its lifecycle was made: each resume drops claims
     mismatch: str | None  # what of the plan this worker's code lacks
     lifecycle: Lifecycle
     dispatch: Dispatcher = field(repr=False)
@@ -93,6 +95,9 @@ class Runner:
         """
         known = self._cached(run_id)
         if known is not None and record is not None and known.created_at == record.created_at:
+            if known.resumes != record.resumes:  # the hooks it saw claimed may be unclaimed now
+                known.lifecycle = Lifecycle(self._store, known.plan)
+                known.resumes = record.resumes
             return known, record
         encoded = self._store.plan(run_id)
         if record is None or encoded is None:
@@ -115,6 +120,7 @@ class Runner:
         self._known[run_id] = known = _Known(
             plan,
             record.created_at,
+            record.resumes,
             code_mismatch(plan),
             Lifecycle(self._store, plan),
             dispatcher(plan, self._app, self._store, self._control_queue),
@@ -141,14 +147,19 @@ class Runner:
         if not path or path not in known.plan.processes:
             reject(f"run {run_id}: {path!r} is not a sub-process of this run")
         redelivered = self._deliveries.redelivered(task)
-        self._act(
-            known, self._deliveries.admit(run_id, record, f"begin {path}", redelivered), path
-        )
+        resume = resume_of(task.name, task.request.id)
+        what = f"begin {path}"
+        self._act(known, self._deliveries.admit(run_id, record, what, redelivered, resume), path)
         known.lifecycle.guard(path, lambda: known.lifecycle.start_processes(path))
-        known.dispatch.after(Begin(path))
+        known.dispatch.after(Begin(path), resume=resume)
 
     def join(self, task: Task, run_id: str, path: str) -> None:
-        """Record that the block or process at ``path`` has finished."""
+        """Record that the block or process at ``path`` has finished.
+
+        Once its processes have completed, the join is recorded as passed
+        (``Claim.passed``) before what follows is sent: a resume of the run
+        does not send it again.
+        """
         known, record = self._read(run_id, self._store.record(run_id))
         plan, lifecycle = known.plan, known.lifecycle
         completes = plan.joins.get(path)
@@ -156,7 +167,8 @@ class Runner:
             reject(f"run {run_id}: {path!r} is not a join of this run")
         what = f"join {path or 'root'}"
         redelivered = self._deliveries.redelivered(task)
-        self._act(known, self._deliveries.admit(run_id, record, what, redelivered), path)
+        resume = resume_of(task.name, task.request.id)
+        self._act(known, self._deliveries.admit(run_id, record, what, redelivered, resume), path)
 
         def finish_processes() -> None:
             if path in plan.processes:  # an empty process starts at its join
@@ -164,14 +176,15 @@ class Runner:
             lifecycle.complete(completes)
 
         lifecycle.guard(path, finish_processes)
-        known.dispatch.after(Join(path))
+        self._store.claim(run_id, Claim.passed(path).marker)
+        known.dispatch.after(Join(path), resume=resume)
 
     def step(self, task: Task, run_id: str, path: str) -> None:
         """Run one attempt of the step at ``path``, record it, and send what follows."""
         admitted = self._admit_step(task, run_id, path)
         if admitted is None:
             return  # it succeeded before: Celery sends what follows it
-        known, step, record = admitted
+        known, step, record, resume = admitted
         plan, lifecycle = known.plan, known.lifecycle
         try:
             definition = lifecycle.definition(step.process)
@@ -198,25 +211,29 @@ class Runner:
         if result.outcome is not Outcome.SUCCEEDED:
             assert result.error is not None
             self._record_failure(known, task, step, record, result.outcome, result.error)
-        self._succeed(known, step, record)
+        self._succeed(known, step, record, resume)
 
     def _admit_step(
         self, task: Task, run_id: str, path: str
-    ) -> tuple[_Known, PlannedStep, StepRecord] | None:
+    ) -> tuple[_Known, PlannedStep, StepRecord, int] | None:
         """Admit a step's message and record the step STARTED; leave unless it is to run.
 
-        ``None`` for the message of a step that succeeded before, passed on.
-        The usual message (the first of its step, for a run whose plan this
-        worker has read and can run) is admitted and started in one trip to
-        the run store. Any other is admitted from the records that trip found.
+        Returns what the step runs with, and the resume of the run its message
+        belongs to; ``None`` for the message of a step that succeeded before,
+        passed on. The usual message (the first of its step, for a run whose
+        plan this worker has read and can run) is admitted and started in one
+        trip to the run store. Any other is admitted from the records that
+        trip found; a resume leaves a record on each step it runs, so its
+        messages take this way.
         """
         attempt = task.request.retries + 1
+        resume = resume_of(task.name, task.request.id)
         known = self._cached(run_id)
         if known is not None and known.mismatch is None and path in known.plan.steps:
             record = StepRecord(StepState.STARTED, attempts=attempt, started_at=now())
             start = self._store.start_step(run_id, path, record, known.created_at)
             if start.started:
-                return known, known.plan.steps[path], record
+                return known, known.plan.steps[path], record, resume
             found, previous = start.run, start.step
         else:
             found, previous = self._store.status(run_id, path)
@@ -225,29 +242,33 @@ class Runner:
         if step is None:
             reject(f"run {run_id}: {path!r} is not a step of this run")
         redelivered = self._deliveries.redelivered(task)
-        admission = self._deliveries.admit_step(run_id, path, run, previous, attempt, redelivered)
+        admission = self._deliveries.admit_step(
+            run_id, path, run, previous, attempt, redelivered, resume
+        )
         if admission.verdict is Verdict.ENDED and previous is not None:
             known.lifecycle.end_retry(path, previous, run)  # its retry arrived too late
         self._act(known, admission, path)
         if admission.verdict is Verdict.PASS_ON:
-            self._pass_on(known, step, redelivered)
+            self._pass_on(known, step, redelivered, resume)
             return None
         if admission.verdict is Verdict.LOST:
             assert previous is not None
             assert admission.lost is not None
             self._fail_step(known, step, previous, admission.lost)
+        resumes = 0 if previous is None else previous.resumes + (not previous.started)
         record = StepRecord(
             StepState.STARTED,
             attempts=attempt,
             started_at=(previous.started_at if previous else None) or now(),  # of earlier attempts
             deliveries=admission.deliveries,
+            resumes=resumes,
         )
         if not self._store.put_step_if(run_id, path, record, previous):
             logger.info("run %s: step %s was started by another message; ignoring", run_id, path)
             raise Ignore()
-        return known, step, record
+        return known, step, record, resume
 
-    def _succeed(self, known: _Known, step: PlannedStep, record: StepRecord) -> None:
+    def _succeed(self, known: _Known, step: PlannedStep, record: StepRecord, resume: int) -> None:
         """Record the step SUCCESS and send what follows; the processes it ends complete first.
 
         A step that ends no process is recorded in the same trip to the run
@@ -258,22 +279,23 @@ class Runner:
         """
         succeeded = record.moved_to(StepState.SUCCESS, finished_at=now())
         if not step.completes:
-            known.dispatch.after(Step(step.path), succeeded=succeeded)
+            known.dispatch.after(Step(step.path), succeeded=succeeded, resume=resume)
             return
         lifecycle = known.lifecycle
         self._store.put_step(known.plan.run_id, step.path, succeeded)
         lifecycle.guard(step.path, lambda: lifecycle.complete(step.completes))
-        known.dispatch.after(Step(step.path))
+        known.dispatch.after(Step(step.path), resume=resume)
 
-    def _pass_on(self, known: _Known, step: PlannedStep, redelivered: bool) -> None:
+    def _pass_on(self, known: _Known, step: PlannedStep, redelivered: bool, resume: int) -> None:
         """Complete and send on what follows a succeeded step, as its first delivery may not have.
 
         A message delivered again (its worker was lost) completes the processes
         the step ends, as the first delivery may have died before or while
         completing them: hooks already claimed do not fire again, and a run
         whose top-level process had claimed its end ends SUCCESS (else it
-        would stay RUNNING, and could not be cancelled either). A duplicate
-        (not redelivered) leaves that to the message under way.
+        would stay RUNNING, and could not be cancelled either). So does a
+        resume's message: the run ended before the step's processes completed.
+        A duplicate (not redelivered) leaves that to the message under way.
 
         Dispatching workers send the successors that have not started, and the
         message is ignored. In a Celery canvas, Celery sends the rest of a
@@ -281,9 +303,9 @@ class Runner:
         each member once, and a duplicate of a step that has started is ignored.
         """
         lifecycle = known.lifecycle
-        if redelivered:
+        if redelivered or resume:
             lifecycle.guard(step.path, lambda: lifecycle.complete(step.completes))
-        known.dispatch.after(Step(step.path), again=True)
+        known.dispatch.after(Step(step.path), again=True, resume=resume)
         if not known.dispatch.celery_sends_rest:
             raise Ignore()
 
@@ -331,7 +353,7 @@ class Runner:
             self._read(run_id, record)[0].lifecycle.settle(record.state)
 
     def end_from_outside(
-        self, run_id: str, path: str | None, state: RunState, reason: str
+        self, run_id: str, path: str | None, state: RunState, reason: str, resume: int = 0
     ) -> None:
         """End the run at ``path`` for what befell its message outside the runner.
 
@@ -340,12 +362,15 @@ class Runner:
         worker's main process, so it only writes to the run store; a settle
         message then has a pool process fire ``on_failed`` or ``on_cancelled``.
         ``path`` is ``None`` for the start message. Runs that do not exist or
-        have ended are left alone; a run whose plan cannot be read is ended
-        without hooks.
+        have ended are left alone, and so are runs resumed since the message
+        was sent (``resume`` says which resume it belongs to); a run whose
+        plan cannot be read is ended without hooks.
         """
         record = self._store.record(run_id)
         encoded = self._store.plan(run_id)
         if record is None or encoded is None or record.state.finished:
+            return
+        if record.resumes != resume:
             return
         try:
             plan: Plan | None = self._remember(run_id, encoded, record).plan
@@ -379,6 +404,8 @@ class Runner:
             if admission.settle is not None:
                 known.lifecycle.settle(admission.settle)
             raise RunEnded()
+        if admission.verdict is Verdict.STALE:
+            raise Ignore()
         if known.mismatch is not None:
             known.lifecycle.fail_unrunnable(path, known.mismatch)
         if admission.verdict is Verdict.DUPLICATE:

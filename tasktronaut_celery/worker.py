@@ -45,6 +45,7 @@ from .protocol import (
     check_body,
     message_fields,
     parse_task_id,
+    resume_of,
 )
 from .runner import Runner
 from .store import RunState
@@ -155,7 +156,9 @@ def _cancel_revoked_runs(
     else:
         reason = "revoked"
     what = f"step {path}" if name == STEP_TASK else f"the {name} message"
-    _guarded(runner.end_from_outside, run_id, path, RunState.CANCELLED, f"{what} was {reason}")
+    resume = resume_of(name, str(request.id))
+    ending = (run_id, path, RunState.CANCELLED, f"{what} was {reason}", resume)
+    _guarded(runner.end_from_outside, *ending)
 
 
 class FailRunsOfUnreadableMessages(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -246,7 +249,8 @@ class RunnerRequest(Request):  # type: ignore[misc]
                 f"the worker killed it at its hard time limit ({timeout} s)"
             )
             reason = describe_error(killed, NO_REDACTION)
-            _guarded(runner.end_from_outside, *target, RunState.FAILURE, reason)
+            resume = resume_of(self.task.name, self.id)
+            _guarded(runner.end_from_outside, *target, RunState.FAILURE, reason, resume)
 
 
 def _fail_run_of(app: Celery, message: Any, exc: Exception) -> None:
@@ -266,7 +270,8 @@ def _fail_run_of(app: Celery, message: Any, exc: Exception) -> None:
         "use the same serializer and accept_content"
     )
     reason = describe_error(error, NO_REDACTION)
-    _guarded(runner.end_from_outside, run_id, path, RunState.FAILURE, reason)
+    resume = resume_of(name, task_id)
+    _guarded(runner.end_from_outside, run_id, path, RunState.FAILURE, reason, resume)
 
 
 def _guarded(end_run: Any, *args: Any) -> None:

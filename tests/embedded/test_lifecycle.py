@@ -15,7 +15,7 @@ from celery.signals import task_postrun
 
 from tasktronaut import Builder, Context, ExecutionMode, ProcessDefinition
 from tasktronaut_celery import EmbeddedBackend, ProcessCancelled, RunState, StepState
-from tasktronaut_celery.protocol import step_task_id
+from tasktronaut_celery.protocol import JOIN_TASK, STEP_TASK, step_task_id
 from tests.support import wait_until
 
 HELD = 10
@@ -154,6 +154,7 @@ class Redelivered:
     """The request of a first attempt's message that the broker delivers again."""
 
     retries = 0
+    id = "the-first-go's-message"
     delivery_info: ClassVar[dict[str, bool]] = {"redelivered": True}
 
 
@@ -221,7 +222,8 @@ def test_a_run_whose_worker_died_while_completing_it_ends_when_its_message_retur
     wait_until(lambda: ("on_completed", definition.__name__) in hooks_of(run.id), HELD, "hook")
     assert run.state is RunState.RUNNING
 
-    redelivered = cast(Task, SimpleNamespace(request=Redelivered()))
+    task_name = STEP_TASK if message == "step" else JOIN_TASK
+    redelivered = cast(Task, SimpleNamespace(name=task_name, request=Redelivered()))
     runner = embedded.runner
     with contextlib.suppress(Ignore):  # when workers dispatch, nothing follows
         if message == "step":

@@ -24,6 +24,7 @@ from celery.signals import task_postrun
 from tasktronaut import Builder, Context, ProcessDefinition
 from tests.services import BROKERS, EVENTS
 
+from . import resumable
 from .processes import gate_key, wait_for_gate
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -124,6 +125,22 @@ class KillsItsWorker(ProcessDefinition):
 
     def never(self) -> None:
         raise AssertionError("a step after the crashing one ran")
+
+
+class KillsItsWorkerWhileBroken(ProcessDefinition):
+    """A step that kills the worker child running it while the test marks it broken."""
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.crash)
+        builder.task(self.after)
+
+    def crash(self, context: Context) -> None:
+        _events().rpush(deliveries_key(context.process_id), json.dumps({"pid": os.getpid()}))
+        if resumable.is_broken(context.process_id, "crash"):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def after(self) -> None:
+        pass
 
 
 class Chaotic(ProcessDefinition):

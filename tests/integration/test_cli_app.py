@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +23,9 @@ from tasktronaut_celery.cli import EXIT_CANCELLED, EXIT_FAILED, main
 from tests.services import BROKERS, EVENTS, RESULTS
 from tests.support import celery_worker, tasktronaut_command, wait_until
 
-from . import processes, worker_app
+from . import processes, resumable, worker_app
 from .conftest import WORKER_QUEUES
+from .recorder import Recorder
 
 APP = "tests.integration.worker_app:app"
 
@@ -206,3 +210,112 @@ def test_app_names_a_project_package_as_celery_a_does(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Greeting.greet  SUCCESS" in result.stdout
     assert "Saying hello" in result.stdout
+
+
+def test_retry_completes_a_run_failed_at_step_7_of_10_running_steps_0_to_6_once(
+    recorder: Recorder,
+) -> None:
+    """The issue's bar: `tasktronaut retry --wait` resumes at step 7 and exits 0."""
+    run_id = f"cli-retry-{uuid.uuid4().hex}"
+    resumable.break_steps(run_id, "step 7")
+    run = resumable.TenSteps.build(identifier=run_id).enqueue(worker_app.backend)
+    wait_until(lambda: run.record.settled_at is not None, 30, "the run failing")
+    resumable.mend(run_id)
+
+    result = CliRunner().invoke(main, ["retry", run_id, "--app", APP, "--wait"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"Run {run_id} resumed (resume 1): 3 steps to run.\n")
+    assert "Succeeded in" in result.output
+    ran = Counter(event["path"] for event in recorder.steps(run_id))
+    assert [ran[str(number)] for number in range(10)] == [1] * 7 + [2, 1, 1]
+
+
+def test_runs_lists_failed_runs_as_a_table() -> None:
+    """`runs --state failed` shows the run's definition, progress and failing step."""
+    failed = f"cli-runs-{uuid.uuid4().hex}"
+    resumable.break_steps(failed, "step 7")
+    ended = [
+        resumable.TenSteps.build(identifier=failed).enqueue(worker_app.backend),
+        resumable.TenSteps.build().enqueue(worker_app.backend),
+    ]
+    for run in ended:
+        wait_until(lambda run=run: run.record.settled_at is not None, 30, "the runs ending")
+    arguments = ["--app", APP, "--definition", "TenSteps", "--since", "10m"]
+
+    listed = CliRunner().invoke(main, ["runs", *arguments, "--state", "failed"])
+    newest = CliRunner().invoke(main, ["runs", *arguments, "--limit", "1"])
+
+    assert listed.exit_code == 0, listed.output
+    header, *rows = listed.output.splitlines()
+    assert header.split() == [
+        "id", "definition", "state", "progress", "started", "(UTC)", "duration", "failing", "step"
+    ]  # fmt: skip
+    (row,) = [row for row in rows if row.startswith(failed)]
+    cells = re.split(r"\s{2,}", row)
+    assert cells[1:4] == ["TenSteps", "FAILURE", "7/10, 1 failed"]
+    assert cells[-1] == "7: RuntimeError: step 7 is broken"
+    assert ended[1].id not in listed.output
+    assert newest.output.splitlines()[1].startswith(ended[1].id)
+
+
+@pytest.mark.parametrize(
+    ("command", "code", "message"),
+    [
+        (
+            ["runs", "--state", "finished"],
+            2,
+            "Error: unknown run state 'finished': one of pending",
+        ),
+        (["runs", "--since", "yesterday"], 2, "Error: cannot read 'yesterday' as an age"),
+        (["prune", "--older-than", "7x"], 2, "Error: cannot read '7x' as an age"),
+        (["prune", "--older-than", "7d", "--state", "running"], 2, "only ended runs are pruned"),
+        (["retry", "no-such-run"], 1, "Error: run 'no-such-run' does not exist"),
+        (["graph", "--run", "no-such-run"], 1, "Error: run 'no-such-run' does not exist"),
+    ],
+)
+def test_operating_commands_refuse_bad_input_in_one_paragraph(
+    command: list[str], code: int, message: str
+) -> None:
+    result = CliRunner().invoke(main, [*command, "--app", APP])
+
+    assert result.exit_code == code, result.output
+    assert result.output.startswith(message) or message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_retry_of_a_run_that_succeeded_is_refused() -> None:
+    run = resumable.BrokenMember.build().enqueue(worker_app.backend).wait(timeout=30)
+
+    result = CliRunner().invoke(main, ["retry", run.id, "--app", APP])
+
+    assert result.exit_code == EXIT_FAILED
+    assert f"run {run.id} cannot be retried: it is SUCCESS" in result.output
+
+
+def test_graph_of_a_run_colours_each_step_by_its_state() -> None:
+    run_id = f"cli-graph-{uuid.uuid4().hex}"
+    resumable.break_steps(run_id, "b")
+    run = resumable.BrokenMember.build(identifier=run_id).enqueue(worker_app.backend)
+    wait_until(lambda: run.record.settled_at is not None, 30, "the run failing")
+
+    mermaid = CliRunner().invoke(main, ["graph", "--run", run_id, "--app", APP])
+    dot = CliRunner().invoke(main, ["graph", "--run", run_id, "--app", APP, "--format", "dot"])
+
+    assert mermaid.exit_code == 0, mermaid.output
+    assert "    class s_1_1 failure" in mermaid.output
+    assert "    class s_2 skipped" in mermaid.output
+    assert 's_1_1 [label="b", shape=box, style=filled, fillcolor="#ffcdd2"' in dot.output
+
+
+def test_prune_forgets_ended_runs_older_than_the_age() -> None:
+    run = resumable.BrokenMember.build().enqueue(worker_app.backend).wait(timeout=30)
+
+    kept = CliRunner().invoke(main, ["prune", "--app", APP, "--older-than", "1h"])
+    assert worker_app.backend.store.record(run.id) is not None
+    pruned = CliRunner().invoke(main, ["prune", "--app", APP, "--older-than", "0s"])
+
+    assert kept.exit_code == pruned.exit_code == 0
+    assert worker_app.backend.store.record(run.id) is None
+    assert pruned.output.startswith("Pruned ")
+    assert int(pruned.output.split()[1]) >= 1

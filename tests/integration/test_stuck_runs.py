@@ -11,6 +11,7 @@ test_worker_process.)
 from __future__ import annotations
 
 import subprocess
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -27,7 +28,16 @@ from tasktronaut_celery import (
 from tests.services import BROKERS
 from tests.support import celery_worker, wait_until
 
-from .crashing import REPOSITORY, Crashable, KillsItsWorker, deliveries, open_gate, worker_env
+from . import resumable
+from .crashing import (
+    REPOSITORY,
+    Crashable,
+    KillsItsWorker,
+    KillsItsWorkerWhileBroken,
+    deliveries,
+    open_gate,
+    worker_env,
+)
 from .recorder import Recorder
 from .worker_app import make_app
 
@@ -72,6 +82,29 @@ def test_a_step_that_kills_its_worker_every_time_fails_the_run(
     assert (crash.state, crash.deliveries) == (StepState.FAILURE, client.max_deliveries)
     assert never.state is StepState.SKIPPED
     assert [e["process"] for e in recorder.hooks(run.id, "on_failed")] == ["KillsItsWorker"]
+
+
+def test_a_run_failed_by_a_lost_worker_resumes_once_the_step_is_mended(
+    client: CeleryBackend, recorder: Recorder
+) -> None:
+    """StepLostError ends the run; retry() runs the step again, and what follows it."""
+    run_id = f"lost-{uuid.uuid4().hex}"
+    resumable.break_steps(run_id, "crash")
+    run = KillsItsWorkerWhileBroken.build(identifier=run_id).enqueue(client)
+    with pytest.raises(ProcessFailed, match="StepLostError"):
+        run.wait(timeout=90)
+    resumable.mend(run_id)
+
+    run.retry().wait(timeout=60)
+
+    crash, after = run.steps()
+    assert (crash.state, crash.resumes, crash.deliveries) == (StepState.SUCCESS, 1, 1)
+    assert (after.state, after.resumes) == (StepState.SUCCESS, 1)
+    assert len(deliveries(run_id)) == client.max_deliveries + 1
+    assert [e["process"] for e in recorder.hooks(run_id, "on_failed")] == [
+        "KillsItsWorkerWhileBroken"
+    ]
+    assert len(recorder.hooks(run_id, "on_completed")) == 1
 
 
 def test_a_revoked_step_cancels_the_run(

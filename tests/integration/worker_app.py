@@ -15,7 +15,7 @@ from examples import user_guide  # noqa: F401  (the guide's definitions, too)
 from tasktronaut_celery import CeleryBackend
 from tests.services import BROKERS, EVENTS, RESULTS
 
-from . import crashing, processes  # noqa: F401  (registers the test definitions in the worker)
+from . import crashing, processes, resumable  # noqa: F401  (registers the test definitions)
 from .recorder import install
 
 # How long Redis keeps a message a worker took before handing it to another

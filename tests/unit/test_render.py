@@ -177,3 +177,20 @@ def test_dot_escapes_quotes_and_newlines_in_labels() -> None:
     dot = _Small.build().to_dot()
 
     assert 's_0 [label="load\\nLoad \\"raw\\" rows", shape=box];' in dot
+
+
+def test_a_runs_picture_colours_each_step_by_its_state() -> None:
+    process = MixedProcess.build()
+    paths = [node.path for node in process.steps()]
+    states = {paths[0]: "SUCCESS", paths[1]: "FAILURE", paths[2]: "SUCCESS"}
+
+    mermaid = process.to_mermaid(states)
+    dot = process.to_dot(states)
+
+    success = ",".join(f"s_{path.replace('.', '_')}" for path in (paths[0], paths[2]))
+    assert f"    class {success} success" in mermaid
+    assert "    classDef failure fill:#ffcdd2,stroke:#c62828" in mermaid
+    assert "classDef skipped" not in mermaid  # only the states given
+    assert 'style=filled, fillcolor="#c8e6c9", color="#2e7d32"' in dot
+    assert dot.count("style=filled") == 3
+    assert process.to_mermaid() == process.to_mermaid({})  # no states, no colours
