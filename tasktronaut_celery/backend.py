@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from celery import Celery
@@ -14,6 +14,7 @@ from celery.app.defaults import DEFAULTS
 from tasktronaut import Process, ProcessDefinition, paths
 from tasktronaut.backend import NO_REDACTION
 
+from . import listing
 from .canvas import settle_signature
 from .claims import Claim
 from .dispatch import opening_signature, resend
@@ -28,10 +29,11 @@ from .errors import (
     describe_error,
 )
 from .plan import EncodedPlan, Plan, decode_plan, encode_plan, plan_process
-from .resumption import plan_resumption, tree_changes
+from .rebuilding import tree_changes
+from .resumption import plan_resumption
 from .run import Run
 from .runner import DEFAULT_MAX_DELIVERIES, Runner
-from .store import RunRecord, RunState, RunSummary
+from .store import RunRecord, RunState, StepState
 from .stores import check_app, joins_chords_natively, keeps_results_in_redis, store_for
 from .worker import serve, serving
 
@@ -208,7 +210,7 @@ class CeleryBackend:
         encoded = encode_plan(plan, self.app.conf.task_serializer)
         run = f"{plan.root.name} run {plan.run_id}"
         try:
-            created = self.store.create(plan.run_id, encoded, summarize(process, plan))
+            created = self.store.create(plan.run_id, encoded, listing.run_summary(process, plan))
         except CONNECTION_ERRORS as error:
             raise BrokerUnavailableError(
                 f"{run}: the result backend at {self.app.backend.as_uri()} did not answer "
@@ -254,24 +256,24 @@ class CeleryBackend:
         definition: type[ProcessDefinition] | str | None = None,
         state: RunState | str | None = None,
         since: datetime | timedelta | None = None,
-        until: datetime | None = None,
+        until: datetime | timedelta | None = None,
         limit: int = 50,
     ) -> list[Run]:
         """Handles on the runs kept in the result backend, newest first, at most ``limit``.
 
         Only runs of ``definition`` (the top-level definition, a class or its
         name), in ``state`` (a :class:`RunState` or its name, in any case),
-        created at or after ``since`` (a time, or how long ago) and before
-        ``until``. Each store answers from an index (Redis sorted sets, indexed
+        created at or after ``since`` and before ``until`` (each a time, or
+        how long ago). Each store answers from an index (Redis sorted sets, indexed
         columns), never by reading every run.
         """
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         found = self.store.runs(
-            definition=definition_name(definition),
-            state=run_state(state),
-            since=moment(since),
-            until=moment(until),
+            definition=listing.definition_name(definition),
+            state=listing.run_state(state),
+            since=listing.moment(since),
+            until=listing.moment(until),
             limit=limit,
         )
         return [self._handle(run_id, record) for run_id, record in found]
@@ -284,10 +286,10 @@ class CeleryBackend:
         runs expire by themselves (``result_expires``); database runs are kept
         until pruned.
         """
-        ended = run_state(state)
+        ended = listing.run_state(state)
         if ended is not None and not ended.finished:
             raise ValueError(f"only ended runs are pruned; {ended.value} runs are under way")
-        before = moment(older_than)
+        before = listing.moment(older_than)
         assert before is not None
         return self.store.prune(before, ended)
 
@@ -319,18 +321,24 @@ class CeleryBackend:
         if encoded is None:
             raise RetryRefusedError(f"{refused}: its plan has expired (result_expires)")
         plan = self._decode_plan(encoded)
+        steps = self.store.steps(run_id)
+        under_way = sorted(path for path, step in steps.items() if step.state in _UNDER_WAY)
+        if under_way and not force:
+            raise RetryRefusedError(
+                f"{refused} yet: step {under_way[0]} ({plan.step_name(under_way[0])}) is still "
+                f"{steps[under_way[0]].state.value} on a worker; retry once it has ended, or "
+                "retry(force=True) if its worker was lost (it then runs again)"
+            )
         changes = [] if force else tree_changes(plan)
         if changes:
             raise PlanChangedError(
                 f"{refused}: {plan.root.name} builds another tree today than the run was planned "
                 f"with ({'; '.join(changes)}); retry(force=True) resumes it with its stored plan"
             )
-        resumption = plan_resumption(
-            plan, record, self.store.steps(run_id), self.store.claimed(run_id)
-        )
+        resumption = plan_resumption(plan, record, steps, self.store.claimed(run_id))
         if resumption is None:
             raise RetryRefusedError(f"{refused}: nothing of it remains to be done")
-        if not self.store.resume(run_id, resumption.reset, resumption.drop):
+        if not self.store.resume(run_id, record.resumes, resumption.reset, resumption.drop):
             raise RetryRefusedError(
                 f"{refused}: it changed meanwhile (retried by another client?)"
             )
@@ -389,54 +397,8 @@ class CeleryBackend:
         return decode_plan(encoded, self.app.conf.accept_content, typed_values=False)
 
 
-SUMMARY_LENGTH = 500
-"""The most characters of a run's arguments kept for listings."""
-
-
-def summarize(process: Process, plan: Plan) -> RunSummary:
-    """What listings show of the run of ``process``: its arguments as shown, sensitive ones masked."""
-    shown = ", ".join(
-        f"{name}={plan.redactor.shown(name, value)}"
-        for name, value in process.root.arguments.items()
-    )
-    if len(shown) > SUMMARY_LENGTH:
-        shown = shown[: SUMMARY_LENGTH - 1] + "…"
-    return RunSummary(process.root.name, shown, len(plan.steps))
-
-
-def definition_name(definition: type[ProcessDefinition] | str | None) -> str | None:
-    """The name runs of ``definition`` are listed under."""
-    return (
-        definition
-        if definition is None or isinstance(definition, str)
-        else definition.__qualname__
-    )
-
-
-_STATE_WORDS = {"failed": RunState.FAILURE, "succeeded": RunState.SUCCESS}
-
-
-def run_state(state: RunState | str | None) -> RunState | None:
-    """``state`` as a :class:`RunState`: a name in any case, or ``failed`` and ``succeeded``."""
-    if state is None or isinstance(state, RunState):
-        return state
-    word = state.lower()
-    if word in _STATE_WORDS:
-        return _STATE_WORDS[word]
-    try:
-        return RunState(word.upper())
-    except ValueError:
-        names = ", ".join(member.value.lower() for member in RunState)
-        raise ValueError(f"unknown run state {state!r}: one of {names}") from None
-
-
-def moment(when: datetime | timedelta | None) -> datetime | None:
-    """An aware time: ``when`` itself (naive times are taken as UTC), or that long ago."""
-    if when is None:
-        return None
-    if isinstance(when, timedelta):
-        return datetime.now(timezone.utc) - when
-    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+_UNDER_WAY = frozenset({StepState.STARTED, StepState.RETRY})
+"""Step states in which a worker may still be running (or about to retry) the step."""
 
 
 def backend_for(app: Celery) -> CeleryBackend | None:

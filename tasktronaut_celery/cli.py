@@ -557,9 +557,7 @@ def retry(run_id: str, app: str, follow_run: bool, force: bool) -> None:
             handle = backend.run(run_id)
             to_run = sum(1 for status in handle.steps() if status.state is not StepState.SUCCESS)
             handle.retry(force=force)
-        except BrokerUnavailableError as error:
-            fail(str(error), EXIT_FAILED)
-        except TasktronautError as error:
+        except TasktronautError as error:  # refused, or the broker did not take it
             fail(str(error), EXIT_FAILED)
         resumes = handle.record.resumes
         click.echo(f"Run {run_id} resumed (resume {resumes}): {steps(to_run)} to run.")

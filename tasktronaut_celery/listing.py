@@ -1,16 +1,70 @@
-"""Runs as the ``tasktronaut runs`` table shows them, and ages as its options read them."""
+"""Listing runs: what is kept of a run for listings, the filters they take, the CLI's table."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
-from .store import RunRecord
+from .store import RunRecord, RunState, RunSummary
+
+if TYPE_CHECKING:
+    from tasktronaut import Process, ProcessDefinition
+
+    from .plan import Plan
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _AGE = re.compile(r"(\d+)([smhdw])")
 _ERROR_WIDTH = 60
+_STATE_WORDS = {"failed": RunState.FAILURE, "succeeded": RunState.SUCCESS}
+
+SUMMARY_LENGTH = 500
+"""The most characters of a run's arguments kept for listings."""
+
+
+def run_summary(process: Process, plan: Plan) -> RunSummary:
+    """What listings show of the run of ``process``: its arguments as shown, sensitive ones masked."""
+    shown = ", ".join(
+        f"{name}={plan.redactor.shown(name, value)}"
+        for name, value in process.root.arguments.items()
+    )
+    if len(shown) > SUMMARY_LENGTH:
+        shown = shown[: SUMMARY_LENGTH - 1] + "…"
+    return RunSummary(process.root.name, shown, len(plan.steps))
+
+
+def definition_name(definition: type[ProcessDefinition] | str | None) -> str | None:
+    """The name runs of ``definition`` are listed under."""
+    return (
+        definition
+        if definition is None or isinstance(definition, str)
+        else definition.__qualname__
+    )
+
+
+def run_state(state: RunState | str | None) -> RunState | None:
+    """``state`` as a :class:`RunState`: a name in any case, or ``failed`` and ``succeeded``."""
+    if state is None or isinstance(state, RunState):
+        return state
+    word = state.lower()
+    if word in _STATE_WORDS:
+        return _STATE_WORDS[word]
+    try:
+        return RunState(word.upper())
+    except ValueError:
+        names = ", ".join(member.value.lower() for member in RunState)
+        raise ValueError(f"unknown run state {state!r}: one of {names}") from None
+
+
+def moment(when: datetime | timedelta | None) -> datetime | None:
+    """An aware time: ``when`` itself (naive times are taken as UTC), or that long ago."""
+    if when is None:
+        return None
+    if isinstance(when, timedelta):
+        return datetime.now(timezone.utc) - when
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+
 
 COLUMNS = ("id", "definition", "state", "progress", "started (UTC)", "duration", "failing step")
 

@@ -22,19 +22,14 @@ failed the run.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-
-from tasktronaut import Process
-from tasktronaut.backend import resolve_definition
-from tasktronaut.builder import build_process
 
 from . import compiler
 from .claims import Claim
 from .compiler import Action, Begin, Chain, Chord, Flow, Join, Step
-from .errors import PlanChangedError, failed_hook
-from .plan import Plan, plan_process
+from .errors import failed_hook
+from .plan import Plan
 from .store import RunRecord, StepRecord, StepState
 
 
@@ -116,60 +111,3 @@ def remaining(flow: Flow, done: Callable[[Action], bool]) -> Flow | None:
     if not header:
         return remaining(flow.body, done)
     return Chord(header, flow.body)
-
-
-def rebuild(plan: Plan) -> Process:
-    """The process the run's definition builds today from the run's arguments and options.
-
-    Raises :class:`PlanChangedError` if that cannot be done: the run was
-    enqueued by an earlier version (which kept no build inputs), or its
-    definition cannot be imported or built with them.
-    """
-    built = _build_again(plan)
-    if isinstance(built, str):
-        raise PlanChangedError(f"run {plan.run_id}: {built}")
-    return built
-
-
-def _build_again(plan: Plan) -> Process | str:
-    """The process :func:`rebuild` gives, or why there is none."""
-    built_from = plan.built_from
-    reference = plan.root.definition
-    if built_from is None:
-        return "it was enqueued by an earlier version, which did not keep its build inputs"
-    try:
-        importlib.import_module(reference.partition(":")[0])
-        return build_process(
-            resolve_definition(reference),
-            identifier=plan.run_id,
-            options=built_from.options,
-            arguments=dict(built_from.arguments),
-        )
-    except Exception as error:
-        return f"{reference} no longer builds with the run's arguments ({error})"
-
-
-def tree_changes(plan: Plan) -> list[str]:
-    """How the tree the run's definition builds today differs from the run's plan; ``[]`` if not."""
-    process = _build_again(plan)
-    if isinstance(process, str):
-        return [process]
-    today = plan_process(process)
-    changes = [
-        f"process {path or '(top level)'} is {today.processes[path].definition}, "
-        f"was {plan.processes[path].definition}"
-        for path in sorted(plan.processes.keys() & today.processes.keys())
-        if today.processes[path].definition != plan.processes[path].definition
-    ]
-    added = sorted(today.steps.keys() - plan.steps.keys())
-    gone = sorted(plan.steps.keys() - today.steps.keys())
-    changes += [f"step {path} ({today.step_name(path)}) is new" for path in added]
-    changes += [f"step {path} ({plan.step_name(path)}) is gone" for path in gone]
-    changes += [
-        f"step {path} is {today.step_name(path)}, was {plan.step_name(path)}"
-        for path in sorted(plan.steps.keys() & today.steps.keys())
-        if today.step_name(path) != plan.step_name(path)
-    ]
-    if not changes and today.flow != plan.flow:
-        changes.append("its steps run in another order or concurrency")
-    return changes

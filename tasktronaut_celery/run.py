@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ProcessCancelled, ProcessFailed, RunNotFoundError, failed_hook
 from .plan import Plan
-from .resumption import rebuild
+from .rebuilding import rebuild
 from .step_options import max_retries
 from .store import Progress, RunRecord, RunState, StepRecord, StepState, to_moment
 
@@ -66,7 +66,7 @@ class Run:
         store: RunStore,
         plan: Callable[[], Plan],
         cancel: Callable[[str], bool],
-        retry: Callable[[str, bool], object],
+        retry: Callable[[str, bool], Run],
         listed: RunRecord | None = None,
     ) -> None:
         self.id = run_id
@@ -163,7 +163,7 @@ class Run:
 
         The tree is built again from the run's arguments, as the client
         enqueued it: :class:`~tasktronaut_celery.PlanChangedError` if the
-        definition cannot build it any more.
+        definition cannot build it any more, or builds another tree.
         """
         return rebuild(self._plan()).to_mermaid(self._step_states())
 
@@ -189,7 +189,7 @@ class Run:
         on with its stored plan).
         """
         self._retry(self.id, force)
-        return self
+        return self  # the same run, reopened
 
     def steps(self) -> list[StepStatus]:
         """Every step in definition order, with its state and attempts."""

@@ -157,8 +157,9 @@ class Runner:
         """Record that the block or process at ``path`` has finished.
 
         Once its processes have completed, the join is recorded as passed
-        (``Claim.passed``) before what follows is sent: a resume of the run
-        does not send it again.
+        (``Claim.passed``) before what follows is sent, unless the run ended
+        meanwhile (its processes then did not complete): a resume of the run
+        does not send a join that passed again.
         """
         known, record = self._read(run_id, self._store.record(run_id))
         plan, lifecycle = known.plan, known.lifecycle
@@ -176,7 +177,7 @@ class Runner:
             lifecycle.complete(completes)
 
         lifecycle.guard(path, finish_processes)
-        self._store.claim(run_id, Claim.passed(path).marker)
+        self._store.claim(run_id, Claim.passed(path).marker, unless_ended=True)
         known.dispatch.after(Join(path), resume=resume)
 
     def step(self, task: Task, run_id: str, path: str) -> None:

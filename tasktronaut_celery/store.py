@@ -287,16 +287,21 @@ class RunStore(ABC):
         return StepStart(True)
 
     @abstractmethod
-    def resume(self, run_id: str, reset: Mapping[str, StepRecord], drop: Collection[str]) -> bool:
+    def resume(
+        self, run_id: str, resumes: int, reset: Mapping[str, StepRecord], drop: Collection[str]
+    ) -> bool:
         """Reopen a run that ended FAILURE or CANCELLED and has settled; ``True`` if reopened.
 
-        In one atomic change: the run is RUNNING again with one more resume,
-        its end forgotten (finished and settled times, failing step, error,
-        the ``failed`` count), the ``reset`` records stored over the steps'
+        ``resumes`` is how many times the run had been resumed when the caller
+        read what ``reset`` and ``drop`` are made of: the run is reopened only
+        if that is still so. In one atomic change: the run is RUNNING again
+        with one more resume (and a start time, if it never had one), its end
+        forgotten (finished and settled times, failing step, error, the
+        ``failed`` count), the ``reset`` records stored over the steps'
         (PENDING: the steps run again) and the claims ``drop`` deleted.
         ``False``, changing nothing, for a run that does not exist, has not
-        ended, succeeded, or has not settled (another client may have resumed
-        it first).
+        ended, succeeded, has not settled, or was resumed meanwhile (by
+        another client).
         """
 
     @abstractmethod

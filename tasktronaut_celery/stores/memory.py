@@ -113,21 +113,26 @@ class MemoryRunStore(RunStore):
         return run.record if run else None
 
     @override
-    def resume(self, run_id: str, reset: Mapping[str, StepRecord], drop: Collection[str]) -> bool:
+    def resume(
+        self, run_id: str, resumes: int, reset: Mapping[str, StepRecord], drop: Collection[str]
+    ) -> bool:
         with self._lock:
             run = self._runs.get(run_id)
-            ended = (RunState.FAILURE, RunState.CANCELLED)
-            if run is None or run.record.state not in ended or run.record.settled_at is None:
+            if run is None or run.record.resumes != resumes:
+                return False
+            record = run.record
+            if record.state not in (RunState.FAILURE, RunState.CANCELLED) or not record.settled_at:
                 return False
             run.record = replace(
-                run.record,
+                record,
                 state=RunState.RUNNING,
                 finished_at=None,
                 step=None,
                 error=None,
                 settled_at=None,
                 failed=0,
-                resumes=run.record.resumes + 1,
+                resumes=resumes + 1,
+                started_at=record.started_at or to_moment(now()),
             )
             run.steps.update(reset)
             run.claims.difference_update(drop)

@@ -250,15 +250,30 @@ return {complete and 1 or 0, claimed}
 """
 )
 
+# Lua: refresh the expiry of the run's chord arrivals (KEYS[1] is its ``:run`` key), which
+# only their own arrivals write: a settled run keeps them as long as its plan, for a resume.
+_EXPIRE_ARRIVALS = """
+local function expire_arrivals(ttl)
+    if tonumber(ttl) <= 0 then return end
+    local base = string.sub(KEYS[1], 1, -4)
+    redis.call('EXPIRE', base .. 'arrivals', ttl)
+    for _, chord in ipairs(redis.call('SMEMBERS', base .. 'arrivals')) do
+        redis.call('EXPIRE', base .. 'arrived:' .. chord, ttl)
+    end
+end
+"""
+
 # KEYS: run, then every other key of the run. ARGV: time, seconds to expire, channel,
 # prefix.
 _SETTLE = (
     _EXPIRE
+    + _EXPIRE_ARRIVALS
     + _INDEX
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'settled_at', ARGV[1])
 expire(ARGV[2])
+expire_arrivals(ARGV[2])
 touch_index(ARGV[4], ARGV[2], KEYS[1])
 redis.call('PUBLISH', ARGV[3], 'settled')
 return 1
@@ -291,22 +306,28 @@ return 1
 """
 )
 
-# KEYS: run, steps, claims, plan. ARGV: seconds to expire, prefix, run id, how many steps
-# to reset (n), n pairs of path and record, then the claim markers to drop.
+# KEYS: run, steps, claims, plan. ARGV: seconds to expire, prefix, run id, the resumes
+# the run must have had, time, how many steps to reset (n), n pairs of path and record,
+# then the claim markers to drop.
 _RESUME = (
     _EXPIRE
+    + _EXPIRE_ARRIVALS
     + _INDEX
     + """
-local fields = redis.call('HMGET', KEYS[1], 'state', 'settled_at', 'created_at', 'definition')
+local fields = redis.call(
+    'HMGET', KEYS[1], 'state', 'settled_at', 'created_at', 'definition', 'resumes', 'started_at'
+)
 if not (fields[1] == 'FAILURE' or fields[1] == 'CANCELLED') or not fields[2] then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'failed', 0)
+if tonumber(fields[5] or '0') ~= tonumber(ARGV[4]) then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'failed', 0, 'resumes', ARGV[4] + 1)
+if not fields[6] then redis.call('HSET', KEYS[1], 'started_at', ARGV[5]) end
 redis.call('HDEL', KEYS[1], 'finished_at', 'settled_at', 'step', 'error')
-redis.call('HINCRBY', KEYS[1], 'resumes', 1)
-local reset = tonumber(ARGV[4])
-for i = 1, reset do redis.call('HSET', KEYS[2], ARGV[3 + 2 * i], ARGV[4 + 2 * i]) end
-for i = 5 + 2 * reset, #ARGV do redis.call('HDEL', KEYS[3], ARGV[i]) end
+local reset = tonumber(ARGV[6])
+for i = 1, reset do redis.call('HSET', KEYS[2], ARGV[5 + 2 * i], ARGV[6 + 2 * i]) end
+for i = 7 + 2 * reset, #ARGV do redis.call('HDEL', KEYS[3], ARGV[i]) end
 move_index(ARGV[2], ARGV[3], fields[1], 'RUNNING', fields[3], fields[4])
 expire(ARGV[1])
+expire_arrivals(ARGV[1])
 expire_index(ARGV[2], ARGV[1], 'RUNNING', fields[4])
 return 1
 """
@@ -667,9 +688,11 @@ class RedisRunStore(RunStore):
         )
 
     @override
-    def resume(self, run_id: str, reset: Mapping[str, StepRecord], drop: Collection[str]) -> bool:
+    def resume(
+        self, run_id: str, resumes: int, reset: Mapping[str, StepRecord], drop: Collection[str]
+    ) -> bool:
         keys = [self._key(run_id, part) for part in ("run", "steps", "claims", "plan")]
-        args: list[Any] = [self._ttl, self._prefix, run_id, len(reset)]
+        args: list[Any] = [self._ttl, self._prefix, run_id, resumes, repr(now()), len(reset)]
         for path, record in reset.items():
             args += [path, record.encode()]
         args += list(drop)

@@ -276,13 +276,16 @@ class RelationalRunStore(RunStore):
         return run_record(rows[0]) if rows else None
 
     @override
-    def resume(self, run_id: str, reset: Mapping[str, StepRecord], drop: Collection[str]) -> bool:
+    def resume(
+        self, run_id: str, resumes: int, reset: Mapping[str, StepRecord], drop: Collection[str]
+    ) -> bool:
         while True:
-            rows = self._select("runs", {"run_id": run_id}, ("state", "settled_at", "resumes"))
+            columns = ("state", "settled_at", "resumes", "started_at")
+            rows = self._select("runs", {"run_id": run_id}, columns)
             if not rows:
                 return False
-            state, settled_at, resumes = rows[0]
-            if state not in RESUMABLE_STATES or settled_at is None:
+            state, settled_at, stored_resumes, started_at = rows[0]
+            if state not in RESUMABLE_STATES or settled_at is None or stored_resumes != resumes:
                 return False
             reopened = {
                 "state": RunState.RUNNING.value,
@@ -292,6 +295,7 @@ class RelationalRunStore(RunStore):
                 "settled_at": None,
                 "failed": 0,
                 "resumes": resumes + 1,
+                "started_at": now() if started_at is None else started_at,
             }
             try:
                 with self._transaction():

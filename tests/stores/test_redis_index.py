@@ -111,7 +111,7 @@ def test_the_scripts_keep_a_run_in_the_index_of_its_state(
         state_index(RunState.FAILURE),
         definition_index("Shipping"),
     }
-    assert store.resume(run_id, {"1": StepRecord(StepState.PENDING, resumes=1)}, ["started:"])
+    assert store.resume(run_id, 0, {"1": StepRecord(StepState.PENDING, resumes=1)}, ["started:"])
     assert state_index(RunState.RUNNING) in indexes_of(redis_client, run_id)
     assert state_index(RunState.FAILURE) not in indexes_of(redis_client, run_id)
     record = store.record(run_id)
@@ -124,7 +124,7 @@ def test_the_scripts_keep_a_run_in_the_index_of_its_state(
     )
     assert (record.finished_at, record.settled_at, record.step, record.error) == (None,) * 4
     assert store.claimed(run_id) == set()
-    assert not store.resume(run_id, {}, [])  # running: not resumed again
+    assert not store.resume(run_id, 1, {}, [])  # running: not resumed again
 
 
 def test_index_keys_expire_with_the_runs_they_list(redis_client: redis.Redis, run_id: str) -> None:
@@ -352,3 +352,25 @@ def test_a_listing_by_state_reads_only_the_runs_in_that_state(
     with counting() as sent:  # the definition's index is the narrower
         assert listed(store, state=RunState.SUCCESS, definition="Rare") == ["rare"]
     assert sent == {"request": 3, "hgetall": 1}  # the two indexes' sizes, the index, a record
+
+
+def test_a_settled_or_resumed_run_keeps_its_chord_arrivals_as_long_as_its_plan(
+    redis_client: redis.Redis, run_id: str
+) -> None:
+    """Arrivals are written only as members arrive; a resume hours later still needs them."""
+    store = RedisRunStore(redis_client, ttl=TTL)
+    store.create(run_id, PLAN, RunSummary("Shipping", "", 3))
+    store.arrive_and_claim(run_id, "join:1", 0, 2, ("1.0", StepRecord(StepState.SUCCESS)))
+    arrived = f"tasktronaut:{{{run_id}}}:arrived:join:1"
+    chords = f"tasktronaut:{{{run_id}}}:arrivals"
+    for key in (arrived, chords):
+        redis_client.expire(key, 5)  # as if the member arrived long before the run ended
+    store.finish(run_id, RunState.FAILURE, step="1.1", error="boom")
+
+    store.settle(run_id)
+    assert min(redis_client.ttl(arrived), redis_client.ttl(chords)) > TTL - 5
+    for key in (arrived, chords):
+        redis_client.expire(key, 5)
+    assert store.resume(run_id, 0, {"1.1": StepRecord(StepState.PENDING)}, ())
+    assert min(redis_client.ttl(arrived), redis_client.ttl(chords)) > TTL - 5
+    assert redis_client.smembers(arrived) == {b"0"}

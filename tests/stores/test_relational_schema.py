@@ -403,7 +403,7 @@ def test_a_resume_racing_steps_that_end_neither_deadlocks_nor_miscounts(
 
     def act(index: int) -> bool:
         if index == 8:
-            return store.resume("run", reset, ())
+            return store.resume("run", 0, reset, ())
         store.put_step("run", str(index), started.moved_to(StepState.SUCCESS))
         return True
 

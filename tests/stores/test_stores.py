@@ -969,7 +969,7 @@ def test_resume_reopens_a_failed_run_with_its_steps_reset(store: RunStore, run_i
         "2": StepRecord(StepState.PENDING, resumes=0),
     }
 
-    assert store.resume(run_id, reset, {"ended:", "ended:1"})
+    assert store.resume(run_id, 0, reset, {"ended:", "ended:1"})
 
     record = store.record(run_id)
     assert failed is not None
@@ -984,7 +984,8 @@ def test_resume_reopens_a_failed_run_with_its_steps_reset(store: RunStore, run_i
     store.put_step(run_id, "1", started.moved_to(StepState.FAILURE))
     store.finish(run_id, RunState.FAILURE, step="1", error="again")
     store.settle(run_id)
-    assert store.resume(run_id, {"1": StepRecord(StepState.PENDING, resumes=1)}, ())
+    assert not store.resume(run_id, 0, {"1": StepRecord(StepState.PENDING, resumes=1)}, ())
+    assert store.resume(run_id, 1, {"1": StepRecord(StepState.PENDING, resumes=1)}, ())
     again = store.record(run_id)
     assert again is not None
     assert (again.resumes, again.failed) == (2, 0)
@@ -1003,11 +1004,11 @@ def test_resume_reopens_only_a_failed_or_cancelled_run_that_settled(
     before = store.record(run_id)
     pending = {"0": StepRecord(StepState.PENDING)}
 
-    assert store.resume(run_id, pending, ()) is (end == "cancelled")
+    assert store.resume(run_id, 0, pending, ()) is (end == "cancelled")
     if end != "cancelled":
         assert store.record(run_id) == before
         assert store.steps(run_id) == {}
-    assert not store.resume("no-such-run", pending, ())
+    assert not store.resume("no-such-run", 0, pending, ())
     assert store.record("no-such-run") is None
 
 
@@ -1015,7 +1016,7 @@ def test_concurrent_resumes_have_exactly_one_winner(store: RunStore, run_id: str
     _failed_and_settled(store, run_id)
     pending = {"1": StepRecord(StepState.PENDING)}
 
-    resumed = race(20, lambda _: store.resume(run_id, pending, ()))
+    resumed = race(20, lambda _: store.resume(run_id, 0, pending, ()))
 
     assert resumed.count(True) == 1
     record = store.record(run_id)
@@ -1032,3 +1033,17 @@ def test_a_step_record_not_resumed_keeps_the_text_earlier_versions_wrote() -> No
     resumed = StepRecord(StepState.STARTED, attempts=1, resumes=2)
     assert json.loads(resumed.encode())["resumes"] == 2
     assert StepRecord.decode(resumed.encode()) == resumed
+
+
+def test_a_run_cancelled_before_it_started_gets_its_start_when_resumed(
+    store: RunStore, run_id: str
+) -> None:
+    store.create(run_id, PLAN, SUMMARY)
+    store.finish(run_id, RunState.CANCELLED, error="cancelled by a client", settled=True)
+
+    assert store.resume(run_id, 0, {"0": StepRecord(StepState.PENDING)}, ())
+
+    record = store.record(run_id)
+    assert record is not None
+    assert record.started_at is not None
+    assert record.created_at <= record.started_at

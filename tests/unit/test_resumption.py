@@ -20,7 +20,8 @@ from tasktronaut_celery.protocol import (
     resume_of,
     step_task_id,
 )
-from tasktronaut_celery.resumption import plan_resumption, remaining, tree_changes
+from tasktronaut_celery.rebuilding import tree_changes
+from tasktronaut_celery.resumption import plan_resumption, remaining
 from tasktronaut_celery.store import RunRecord, RunState, StepRecord, StepState
 from tests.integration import resumable
 
