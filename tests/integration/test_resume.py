@@ -24,7 +24,7 @@ from tasktronaut_celery import (
     RunState,
     StepState,
 )
-from tests.services import EVENTS
+from tests.services import EVENTS, RESULTS
 from tests.support import wait_until
 
 from . import processes, resumable
@@ -203,3 +203,14 @@ def test_a_run_whose_definition_builds_another_tree_is_retried_only_if_forced(
     run.retry(force=True).wait(timeout=60)  # the stored plan runs: the workers' code has c
     monkeypatch.setattr(resumable.BrokenMember, "define_process", original)
     assert ran_steps(recorder, run)["last"] == 1
+
+
+def test_a_run_whose_plan_has_expired_is_not_retried(backend: CeleryBackend) -> None:
+    run = broken_run(backend, resumable.TenSteps, "step 2")
+    redis.Redis.from_url(RESULTS).delete(
+        f"tasktronaut:{{{run.id}}}:plan"
+    )  # as result_expires does
+
+    with pytest.raises(RetryRefusedError, match=r"its plan has expired \(result_expires\)"):
+        run.retry()
+    assert run.state is RunState.FAILURE
