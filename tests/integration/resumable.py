@@ -86,6 +86,15 @@ class BrokenMember(ProcessDefinition):
         pass
 
 
+def without_c(self: BrokenMember, builder: Builder) -> None:
+    """``BrokenMember.define_process`` with ``c`` taken out: a definition changed since a run."""
+    builder.task(self.first)
+    with builder.concurrent() as side_by_side:
+        side_by_side.task(self.a)
+        side_by_side.task(self.b)
+    builder.task(self.last)
+
+
 class BrokenInner(ProcessDefinition):
     """A sub-process whose second step may break."""
 

@@ -188,14 +188,7 @@ def test_a_run_whose_definition_builds_another_tree_is_retried_only_if_forced(
     resumable.mend(run.id)
     original = resumable.BrokenMember.define_process
 
-    def without_c(self: resumable.BrokenMember, builder: object) -> None:
-        builder.task(self.first)  # type: ignore[attr-defined]
-        with builder.concurrent() as side_by_side:  # type: ignore[attr-defined]
-            side_by_side.task(self.a)
-            side_by_side.task(self.b)
-        builder.task(self.last)  # type: ignore[attr-defined]
-
-    monkeypatch.setattr(resumable.BrokenMember, "define_process", without_c)
+    monkeypatch.setattr(resumable.BrokenMember, "define_process", resumable.without_c)
     with pytest.raises(PlanChangedError, match=r"step 1\.2 \(BrokenMember\.c\) is gone"):
         run.retry()
     assert run.state is RunState.FAILURE

@@ -129,12 +129,5 @@ def test_a_definition_that_builds_another_tree_is_told_apart(
     plan = plan_process(resumable.BrokenMember.build())
     assert tree_changes(plan) == []
 
-    def without_c(self: resumable.BrokenMember, builder: object) -> None:
-        builder.task(self.first)  # type: ignore[attr-defined]
-        with builder.concurrent() as side_by_side:  # type: ignore[attr-defined]
-            side_by_side.task(self.a)
-            side_by_side.task(self.b)
-        builder.task(self.last)  # type: ignore[attr-defined]
-
-    monkeypatch.setattr(resumable.BrokenMember, "define_process", without_c)
+    monkeypatch.setattr(resumable.BrokenMember, "define_process", resumable.without_c)
     assert tree_changes(plan) == ["step 1.2 (BrokenMember.c) is gone"]
