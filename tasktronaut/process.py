@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import nodes, render
+from . import nodes, render, svg
 from .sensitive import Redactor, sensitive_arguments_of
 
 if TYPE_CHECKING:
@@ -90,6 +90,10 @@ class Process:
         the steps, as in a picture of a run.
         """
         return render.as_mermaid(self._shown_root(), states)
+
+    def to_svg(self, states: Mapping[str, str] | None = None) -> str:
+        """The process as an SVG picture (a layered drawing, no script); ``states`` as for Mermaid."""
+        return svg.as_svg(self._shown_root(), states)
 
     def to_dot(self, states: Mapping[str, str] | None = None) -> str:
         """The process as a Graphviz DOT digraph; secrets hidden; ``states`` as for Mermaid."""

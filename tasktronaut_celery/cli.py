@@ -466,7 +466,9 @@ def show(definition: str, arguments: tuple[str, ...], options: tuple[str, ...]) 
 @click.argument("definition", required=False)
 @click.argument("arguments", nargs=-1)
 @click.option("--option", "options", multiple=True, metavar="NAME=VALUE")
-@click.option("--format", "output", type=click.Choice(["mermaid", "dot"]), default="mermaid")
+@click.option(
+    "--format", "output", type=click.Choice(["mermaid", "dot", "svg"]), default="mermaid"
+)
 @click.option("--run", "run_id", help="Draw this run, each step coloured by its state.")
 @click.option("--app", "app", metavar="MODULE:APP", help="The Celery app of --run.")
 def graph(
@@ -477,12 +479,12 @@ def graph(
     run_id: str | None,
     app: str | None,
 ) -> None:
-    """Print DEFINITION's process, or a run's, as a Mermaid flowchart (or Graphviz DOT)."""
+    """Print DEFINITION's process, or a run's, as a Mermaid flowchart, Graphviz DOT or SVG."""
     if run_id is None:
         if definition is None:
             fail("name a process (module:Definition) or a run (--run RUN_ID --app MODULE:APP)")
         process = build(definition, arguments, options)
-        click.echo(process.to_mermaid() if output == "mermaid" else process.to_dot())
+        click.echo(picture(process, output))
         return
     if definition is not None or options:
         fail("--run draws a run with the arguments it was enqueued with: name no process")
@@ -492,9 +494,15 @@ def graph(
     with connection_errors(backend):
         try:
             handle = backend.run(run_id)
-            click.echo(handle.to_mermaid() if output == "mermaid" else handle.to_dot())
+            click.echo(picture(handle, output))
         except TasktronautError as error:
             fail(str(error), EXIT_FAILED)
+
+
+def picture(drawing: Process | Run, output: str) -> str:
+    """A process's or a run's picture in the ``--format`` asked for."""
+    draw = {"mermaid": drawing.to_mermaid, "dot": drawing.to_dot, "svg": drawing.to_svg}[output]
+    return draw()
 
 
 @main.command()

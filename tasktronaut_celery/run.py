@@ -171,6 +171,10 @@ class Run:
         """The run's process as a Graphviz DOT digraph, each step coloured by its state."""
         return rebuild(self._plan()).to_dot(self._step_states())
 
+    def to_svg(self) -> str:
+        """The run's process as an SVG picture, each step coloured by its state."""
+        return rebuild(self._plan()).to_svg(self._step_states())
+
     def _step_states(self) -> dict[str, str]:
         return {status.path: status.state.value for status in self.steps()}
 

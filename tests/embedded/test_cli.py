@@ -10,7 +10,7 @@ import re
 import pytest
 from click.testing import CliRunner, Result
 
-from examples.user_guide import ComplexProcess
+from examples.user_guide import ComplexProcess, MixedProcess
 from tasktronaut_celery import ProcessFailed, Run, cli
 from tasktronaut_celery.cli import EXIT_CANCELLED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, main
 from tests.integration import processes
@@ -164,6 +164,24 @@ def test_graph_prints_mermaid_or_dot(output: str, opening: str) -> None:
     assert result.exit_code == 0
     assert result.output.startswith(opening)
     assert "check_schema" in result.output
+
+
+def test_graph_draws_svg_as_process_to_svg_does() -> None:
+    result = invoke("graph", "examples.user_guide:MixedProcess", "--format", "svg")
+
+    assert result.exit_code == 0
+    assert result.output == MixedProcess.build().to_svg() + "\n"
+
+
+def test_graph_needs_a_process_or_a_run() -> None:
+    nothing = CliRunner().invoke(main, ["graph"])
+    both = CliRunner().invoke(main, ["graph", "examples.user_guide:MainProcess", "--run", "x"])
+    no_app = CliRunner().invoke(main, ["graph", "--run", "x"])
+
+    assert (nothing.exit_code, both.exit_code, no_app.exit_code) == (EXIT_USAGE,) * 3
+    assert nothing.output.startswith("Error: name a process (module:Definition) or a run")
+    assert both.output.startswith("Error: --run draws a run with the arguments it was enqueued")
+    assert no_app.output.startswith("Error: --run needs the run's Celery app: --app MODULE:APP")
 
 
 def test_a_failing_step_is_one_error_with_the_users_frames_only() -> None:
