@@ -33,7 +33,7 @@ from .rebuilding import tree_changes
 from .resumption import plan_resumption
 from .run import Run
 from .runner import DEFAULT_MAX_DELIVERIES, Runner
-from .store import RunRecord, RunState, StepState
+from .store import RunRecord, RunState, RunSummary, StepState
 from .stores import check_app, joins_chords_natively, keeps_results_in_redis, store_for
 from .worker import serve, serving
 
@@ -206,11 +206,44 @@ class CeleryBackend:
         and publish retry policy), the stored run is deleted again. Either
         raises :class:`BrokerUnavailableError`, naming the service.
         """
+        plan, encoded, summary = self._prepare(process)
+        self._store_and_send(plan, encoded, summary)
+        return Run(plan.run_id, self.store, lambda: plan, self.cancel, self.retry)
+
+    def enqueue_on_commit(self, process: Process, *, using: str | None = None) -> Run:
+        """Enqueue ``process`` once the Django transaction under way commits; nothing on rollback.
+
+        The usual view creates an order and starts its process in one
+        transaction: the run must not start before the order exists, nor at
+        all if the transaction rolls back. The arguments are checked and
+        serialized now (an error is raised here, as by :meth:`enqueue`); the
+        run is stored and sent by ``transaction.on_commit`` on the database
+        ``using`` (Django's default one if ``None``), at once outside a
+        transaction. The handle comes back at once with the run's id; the run
+        exists from the commit on (before it, :attr:`Run.record` raises
+        :class:`RunNotFoundError`). A storing or sending error is raised from
+        the commit, which has happened.
+        """
+        from django.db import transaction
+
+        plan, encoded, summary = self._prepare(process)
+        if self.store.record(plan.run_id) is not None:
+            raise DuplicateRunError(plan.run_id)
+        send = functools.partial(self._store_and_send, plan, encoded, summary)
+        transaction.on_commit(send, using=using)
+        return Run(plan.run_id, self.store, lambda: plan, self.cancel, self.retry)
+
+    def _prepare(self, process: Process) -> tuple[Plan, EncodedPlan, RunSummary]:
+        """The run's plan, encoded with the app's serializer, and its summary for listings."""
         plan = plan_process(process, self.canvas_limit, chords=self.canvas_chords)
         encoded = encode_plan(plan, self.app.conf.task_serializer)
+        return plan, encoded, listing.run_summary(process, plan)
+
+    def _store_and_send(self, plan: Plan, encoded: EncodedPlan, summary: RunSummary) -> None:
+        """Store the run, then send the message that opens it; nothing is left half-sent."""
         run = f"{plan.root.name} run {plan.run_id}"
         try:
-            created = self.store.create(plan.run_id, encoded, listing.run_summary(process, plan))
+            created = self.store.create(plan.run_id, encoded, summary)
         except CONNECTION_ERRORS as error:
             raise BrokerUnavailableError(
                 f"{run}: the result backend at {self.app.backend.as_uri()} did not answer "
@@ -230,7 +263,6 @@ class CeleryBackend:
                     f"({describe_error(error, NO_REDACTION)}); {kept}"
                 ) from error
             raise
-        return Run(plan.run_id, self.store, lambda: plan, self.cancel, self.retry)
 
     def _forget(self, run_id: str) -> str:
         """Delete a run that could not be sent; what is left of it, for the error message."""

@@ -295,17 +295,18 @@ def test_retry_of_a_run_that_succeeded_is_refused() -> None:
 
 def test_graph_of_a_run_colours_each_step_by_its_state() -> None:
     run_id = f"cli-graph-{uuid.uuid4().hex}"
-    resumable.break_steps(run_id, "b")
-    run = resumable.BrokenMember.build(identifier=run_id).enqueue(worker_app.backend)
+    resumable.break_steps(run_id, "step 7")
+    run = resumable.TenSteps.build(identifier=run_id).enqueue(worker_app.backend)
     wait_until(lambda: run.record.settled_at is not None, 30, "the run failing")
 
     mermaid = CliRunner().invoke(main, ["graph", "--run", run_id, "--app", APP])
     dot = CliRunner().invoke(main, ["graph", "--run", run_id, "--app", APP, "--format", "dot"])
 
     assert mermaid.exit_code == 0, mermaid.output
-    assert "    class s_1_1 failure" in mermaid.output
-    assert "    class s_2 skipped" in mermaid.output
-    assert 's_1_1 [label="b", shape=box, style=filled, fillcolor="#ffcdd2"' in dot.output
+    assert "    class s_0,s_1,s_2,s_3,s_4,s_5,s_6 success" in mermaid.output
+    assert "    class s_7 failure" in mermaid.output
+    assert "    class s_8,s_9 skipped" in mermaid.output
+    assert 's_7 [label="step", shape=box, style=filled, fillcolor="#ffcdd2"' in dot.output
 
 
 def test_prune_forgets_ended_runs_older_than_the_age() -> None:

@@ -1,5 +1,6 @@
 """JSON endpoints: start fulfilling an order, and follow a run's progress."""
 
+from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -12,9 +13,14 @@ from .processes import FulfilOrder
 
 @csrf_exempt  # an API for curl and other services, not a form
 @require_POST
+@transaction.atomic
 def fulfil_order(request: HttpRequest, order_id: int) -> JsonResponse:
-    """Enqueue :class:`FulfilOrder` and answer at once with the run id to poll."""
-    run = FulfilOrder.build(order_id=order_id).enqueue(backend)
+    """Start :class:`FulfilOrder` once this request's transaction commits; answer with the run id.
+
+    A real view would save the order's new status in the same transaction:
+    the run starts only once that is committed, and not at all on a rollback.
+    """
+    run = backend.enqueue_on_commit(FulfilOrder.build(order_id=order_id))
     return JsonResponse({"run_id": run.id}, status=202)
 
 
