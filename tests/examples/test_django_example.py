@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -50,18 +51,24 @@ def request(url: str, method: str = "GET") -> tuple[int, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[str]:
-    """The base URL of ``manage.py runserver``, with migrations applied and a worker running."""
+def project_env() -> dict[str, str]:
+    """The example's environment: its settings, this session's PostgreSQL, Redis db 13."""
     require_modules("django", "django_celery_results", "psycopg2")
     require(BROKER, "Redis")
     require(POSTGRES_URL, "PostgreSQL")
-    flush(BROKER)
-    env = {
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "proj.settings",
         "DATABASE_URL": postgres_url().replace("postgresql+psycopg2://", "postgresql://", 1),
         "CELERY_BROKER_URL": BROKER,
     }
+
+
+@pytest.fixture(scope="module")
+def site(project_env: dict[str, str]) -> Iterator[str]:
+    """The base URL of ``manage.py runserver``, with migrations applied and a worker running."""
+    flush(BROKER)
+    env = project_env
     manage = [sys.executable, "manage.py"]
     subprocess.run(
         [*manage, "migrate", "--verbosity", "0"], cwd=DJANGO_PROJECT, env=env, check=True
@@ -125,3 +132,50 @@ def test_fulfilling_is_post_only(site: str) -> None:
         urllib.request.urlopen(f"{site}/orders/42/fulfil/", timeout=10)
 
     assert error.value.code == 405
+
+
+def manage(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    """``python manage.py ARGUMENTS`` in the example's directory."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *arguments],
+        cwd=DJANGO_PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_manage_py_tasktronaut_acts_on_the_projects_runs(
+    site: str, project_env: dict[str, str]
+) -> None:
+    """`manage.py tasktronaut ...` is the tasktronaut command, on the app `celery -A proj` finds."""
+    ran = manage(project_env, "tasktronaut", "run", "orders.processes:FulfilOrder", "order_id=42")
+    assert ran.returncode == 0, ran.stderr
+    run_id = ran.stdout.split()[1].rstrip(":")
+
+    listed = manage(project_env, "tasktronaut", "runs", "--definition", "FulfilOrder")
+    shown = manage(project_env, "tasktronaut", "status", run_id)
+    drawn = manage(project_env, "tasktronaut", "graph", "--run", run_id, "--format", "svg")
+    cancelled = manage(project_env, "tasktronaut", "cancel", run_id)
+    refused = manage(project_env, "tasktronaut", "retry", run_id)
+    bad = manage(project_env, "tasktronaut", "runs", "--state", "bogus")
+    pruned = manage(
+        project_env, "tasktronaut", "prune", "--older-than", "0s", "--state", "success"
+    )
+    gone = manage(project_env, "tasktronaut", "status", run_id)
+
+    assert "Succeeded in" in ran.stdout
+    (row,) = [line for line in listed.stdout.splitlines() if line.startswith(run_id)]
+    assert re.split(r"\s{2,}", row)[1:4] == ["FulfilOrder", "SUCCESS", "8/8"]
+    assert shown.stdout.startswith(f"Run {run_id}: SUCCESS\n")
+    assert drawn.stdout.startswith("<svg ")
+    assert drawn.stdout.count('data-state="SUCCESS"') == 8
+    assert cancelled.stdout.strip() == f"Run {run_id} had already ended: SUCCESS."
+    assert (refused.returncode, bad.returncode) == (1, 2)
+    assert "it is SUCCESS" in refused.stderr
+    assert "unknown run state 'bogus'" in bad.stderr
+    assert pruned.stdout.startswith("Pruned ")
+    assert gone.returncode == 1
+    assert f"run {run_id!r} does not exist" in gone.stderr
