@@ -597,7 +597,7 @@ def runs(
             found = backend.runs(definition=definition, state=state, since=age, limit=limit)
         except ValueError as error:
             fail(str(error))
-        rows = [listing.row(handle.id, handle.listed or handle.record) for handle in found]
+        rows = [listing.row(handle.id, handle.listed) for handle in found if handle.listed]
     for line in listing.table(rows):
         click.echo(line)
 

@@ -79,3 +79,19 @@ def worker(celery_app: Celery, backend: CeleryBackend) -> Iterator[None]:
         queues=WORKER_QUEUES,
     ):
         yield
+
+
+@pytest.fixture(scope="module")
+def user_worker() -> Iterator[None]:
+    """An in-process worker of ``worker_app``'s app: the app a user's ``--app`` names."""
+    from . import worker_app
+
+    with start_worker(
+        worker_app.app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        queues=WORKER_QUEUES,
+    ):
+        yield

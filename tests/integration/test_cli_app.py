@@ -9,12 +9,10 @@ import sys
 import textwrap
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from celery.contrib.testing.worker import start_worker
 from click.testing import CliRunner
 
 from tasktronaut import ProcessDefinition
@@ -24,24 +22,12 @@ from tests.services import BROKERS, EVENTS, RESULTS
 from tests.support import celery_worker, tasktronaut_command, wait_until
 
 from . import processes, resumable, worker_app
-from .conftest import WORKER_QUEUES
 from .recorder import Recorder
 
 APP = "tests.integration.worker_app:app"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def user_worker() -> Iterator[None]:
-    """A worker for the app the command names with --app."""
-    with start_worker(
-        worker_app.app,
-        pool="threads",
-        concurrency=4,
-        perform_ping_check=False,
-        loglevel="WARNING",
-        queues=WORKER_QUEUES,
-    ):
-        yield
+pytestmark = pytest.mark.usefixtures("user_worker")
 
 
 def test_run_with_app_enqueues_on_it_and_follows_the_run() -> None:

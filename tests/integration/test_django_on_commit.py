@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from celery.signals import before_task_publish
 
 from examples.user_guide import MyProcess, ProcessWithArguments
@@ -20,7 +19,6 @@ from tests.services import POSTGRES_URL
 from tests.support import require
 
 from . import worker_app
-from .conftest import WORKER_QUEUES
 
 pytestmark = pytest.mark.usefixtures("django_database", "user_worker")
 
@@ -29,19 +27,6 @@ pytestmark = pytest.mark.usefixtures("django_database", "user_worker")
 def django_database() -> None:
     require(POSTGRES_URL, "PostgreSQL")
     configure_django()
-
-
-@pytest.fixture(scope="module")
-def user_worker() -> Iterator[None]:
-    with start_worker(
-        worker_app.app,
-        pool="threads",
-        concurrency=2,
-        perform_ping_check=False,
-        loglevel="WARNING",
-        queues=WORKER_QUEUES,
-    ):
-        yield
 
 
 @pytest.fixture
