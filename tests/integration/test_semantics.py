@@ -119,22 +119,28 @@ def test_without_retries_a_failing_step_runs_once(
     assert [e["attempt"] for e in recorder.steps(run.id) if e["path"] == "1"] == [1]
 
 
+_SIBLING_ENDS = (StepState.SUCCESS, StepState.SKIPPED)
+
+
 def test_a_failing_branch_stops_the_step_after_the_concurrent_block(
     backend: CeleryBackend, recorder: Recorder
 ) -> None:
-    """The sibling branch finishes, but the step after the block never runs."""
+    """The sibling branch finishes (or, not started yet, never starts); the step after never runs."""
     run = processes.FailsInConcurrentBlock.build().enqueue(backend)
 
     with pytest.raises(ProcessFailed) as failure:
         run.wait(timeout=60)
 
     assert failure.value.step == "0.1"
-    wait_until(
-        lambda: {e["path"] for e in recorder.steps(run.id)} == {"0.0", "0.1"},
+    sibling = wait_until(
+        lambda: next(
+            (s for s in run.steps() if s.path == "0.0" and s.state in _SIBLING_ENDS), None
+        ),
         30,
-        "both branches recorded",
-    )
-    assert "1" not in {e["path"] for e in recorder.steps(run.id)}
+        "the sibling branch ending",
+    )  # SKIPPED: its message came after the run had failed (on a busy machine)
+    recorded = {e["path"] for e in recorder.steps(run.id)}
+    assert recorded == ({"0.0", "0.1"} if sibling.state is StepState.SUCCESS else {"0.1"})
     assert len(recorder.hooks(run.id, "on_failed")) == 1
 
 
