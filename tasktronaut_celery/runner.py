@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from celery.exceptions import Ignore
 
+from tasktronaut import paths
 from tasktronaut.backend import Outcome, StepCall, run_step
 
 from .canvas import settle_signature
@@ -159,7 +160,8 @@ class Runner:
         Once its processes have completed, the join is recorded as passed
         (``Claim.passed``) before what follows is sent, unless the run ended
         meanwhile (its processes then did not complete): a resume of the run
-        does not send a join that passed again.
+        does not send a join that passed again. The root's join ends the run,
+        and writes nothing after it.
         """
         known, record = self._read(run_id, self._store.record(run_id))
         plan, lifecycle = known.plan, known.lifecycle
@@ -177,6 +179,8 @@ class Runner:
             lifecycle.complete(completes)
 
         lifecycle.guard(path, finish_processes)
+        if paths.ROOT in completes:
+            return  # the run has ended: its waiter reads the store's last word
         self._store.claim(run_id, Claim.passed(path).marker, unless_ended=True)
         known.dispatch.after(Join(path), resume=resume)
 

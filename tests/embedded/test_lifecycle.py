@@ -15,7 +15,7 @@ from celery.signals import task_postrun
 
 from tasktronaut import Builder, Context, ExecutionMode, ProcessDefinition
 from tasktronaut_celery import EmbeddedBackend, ProcessCancelled, RunState, StepState
-from tasktronaut_celery.protocol import JOIN_TASK, STEP_TASK, step_task_id
+from tasktronaut_celery.protocol import JOIN_TASK, STEP_TASK, join_task_id, step_task_id
 from tests.support import wait_until
 
 HELD = 10
@@ -237,3 +237,42 @@ def test_a_run_whose_worker_died_while_completing_it_ends_when_its_message_retur
         ("on_started", definition.__name__),
         ("on_completed", definition.__name__),
     ]
+
+
+class Side(ProcessDefinition):
+    """Two steps side by side: the root ends at its join."""
+
+    process_execution_mode = ExecutionMode.CONCURRENT
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.one)
+        builder.task(self.two)
+
+    def one(self) -> None:
+        """Do nothing."""
+
+    def two(self) -> None:
+        """Do nothing."""
+
+
+def test_nothing_is_claimed_after_the_root_join_ended_the_run(
+    embedded: EmbeddedBackend,
+    step_ended: dict[str, threading.Event],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the waiter of a settled run reads is the store's last word on it."""
+    claim = embedded.store.claim
+    late: list[str] = []
+
+    def claim_noting_late(run_id: str, marker: str, **options: Any) -> bool:
+        record = embedded.store.record(run_id)
+        if record is not None and record.settled_at is not None:
+            late.append(marker)
+        return claim(run_id, marker, **options)
+
+    monkeypatch.setattr(embedded.store, "claim", claim_noting_late)
+    run = Side.build().enqueue(embedded)
+    assert run.wait(timeout=HELD).state is RunState.SUCCESS
+    assert step_ended.setdefault(join_task_id(run.id, ""), threading.Event()).wait(HELD)
+
+    assert late == []
