@@ -1,7 +1,8 @@
 """The relational stores' tables, upgraded from the layout the earlier version created.
 
 The SQLAlchemy store adds the columns and indexes it lacks on first use; the
-Django app does it in migration 0002. Either way the runs already kept stay
+Django app does it in migrations 0002 and 0003 (which makes their times datetimes: the
+earlier version must be stopped before it). Either way the runs already kept stay
 readable, and processes of the earlier version can still create runs during
 the upgrade. The tests here drop and recreate the tables, and leave them as a
 fresh store would create them.
@@ -273,6 +274,8 @@ def test_the_django_migration_keeps_the_runs_of_the_earlier_schema() -> None:
         StepRow.objects.create(run_id="old-run", path="1", record=failed.encode())
         ClaimRow.objects.create(run_id="old-run", marker="started:")
 
+        call_command("migrate", "tasktronaut", "0002", verbosity=0)
+        insert_old_django_run("older-code", RunState.PENDING)  # the database has the defaults
         call_command("migrate", "tasktronaut", verbosity=0)
 
         store = DjangoRunStore()
@@ -280,11 +283,12 @@ def test_the_django_migration_keeps_the_runs_of_the_earlier_schema() -> None:
         assert store.plan("old-run") == PLAN
         assert store.steps("old-run") == {"1": failed}
         assert store.claimed("old-run") == {"started:"}
-        works_as_a_new_store(store)
-        insert_old_django_run("older-code", RunState.PENDING)  # the database has the defaults
+        assert RunRow.objects.get(run_id="old-run").created_at == to_moment(CREATED)
         record = store.record("older-code")
         assert record is not None
         assert (record.definition, record.progress) == ("", (0, 0, 0))
+        store.delete("older-code")
+        works_as_a_new_store(store)
         assert store.prune(to_moment(CREATED + 1)) == 1
         assert store.record("old-run") is None
     finally:

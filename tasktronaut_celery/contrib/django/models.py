@@ -12,15 +12,15 @@ class RunRow(models.Model):
 
     run_id = models.CharField(max_length=200, primary_key=True)
     state = models.CharField(max_length=16)
-    created_at = models.FloatField()
-    finished_at = models.FloatField(null=True)
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True)
     step = models.CharField(max_length=1000, null=True)
     error = models.TextField(null=True)
-    settled_at = models.FloatField(null=True)
+    settled_at = models.DateTimeField(null=True)
     plan_type = models.CharField(max_length=100)
     plan_encoding = models.CharField(max_length=50)
     plan_body = models.BinaryField()
-    started_at = models.FloatField(null=True)
+    started_at = models.DateTimeField(null=True)
     definition = models.CharField(max_length=DEFINITION_LENGTH, default="")
     arguments = models.TextField(default="")
     total = models.IntegerField(default=0)
@@ -30,6 +30,12 @@ class RunRow(models.Model):
 
     class Meta:
         # For listings, newest first: all runs, or those in a state, or of a definition.
+        verbose_name = "run"
+        permissions = [
+            ("cancel_run", "Can cancel a run"),
+            ("retry_run", "Can resume a failed or cancelled run"),
+            ("run_again", "Can start a new run with a run's arguments"),
+        ]
         indexes = [
             models.Index(fields=["created_at"], name="tasktronaut_run_created"),
             models.Index(fields=["state", "created_at"], name="tasktronaut_run_state"),
