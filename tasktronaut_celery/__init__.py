@@ -7,6 +7,7 @@
 from .backend import CeleryBackend
 from .embedded import EmbeddedBackend
 from .errors import (
+    AppNotFoundError,
     ArgumentNotSerializableError,
     BrokerUnavailableError,
     CorruptPlanError,
@@ -26,6 +27,7 @@ from .run import Run, StepStatus
 from .store import Progress, RunRecord, RunState, StepState
 
 __all__ = [
+    "AppNotFoundError",
     "ArgumentNotSerializableError",
     "BrokerUnavailableError",
     "CeleryBackend",

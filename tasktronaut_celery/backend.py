@@ -29,7 +29,7 @@ from .errors import (
     describe_error,
 )
 from .plan import EncodedPlan, Plan, decode_plan, encode_plan, plan_process
-from .rebuilding import tree_changes
+from .rebuilding import build_anew, tree_changes
 from .resumption import plan_resumption
 from .run import Run
 from .runner import DEFAULT_MAX_DELIVERIES, Runner
@@ -387,6 +387,21 @@ class CeleryBackend:
                 ) from error
             raise
         return self._handle(run_id)
+
+    def run_again(self, run_id: str) -> Run:
+        """Enqueue a new run of ``run_id``'s definition with the same arguments and options.
+
+        Unlike :meth:`retry`, every step runs, under a new identifier, in the
+        tree the definition builds today; the run it copies may be in any
+        state. Raises :class:`RunNotFoundError` if the run (or its plan) has
+        expired, and :class:`RetryRefusedError` if the run was enqueued by an
+        earlier version (which kept no arguments) or its definition no
+        longer builds with them.
+        """
+        encoded = self.store.plan(run_id)
+        if encoded is None:
+            raise RunNotFoundError(f"run {run_id!r} does not exist (never enqueued, or expired)")
+        return self.enqueue(build_anew(self._decode_plan(encoded)))
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a run; ``False`` if it had already ended. Hooks fire on a worker.

@@ -24,8 +24,6 @@ from typing import Any, NoReturn
 import celery
 import click
 import kombu
-from celery import Celery
-from celery.app.utils import find_app
 from celery.signals import task_failure
 
 import tasktronaut
@@ -35,7 +33,7 @@ from tasktronaut.errors import TasktronautError
 from tasktronaut.process import Process
 
 from . import listing
-from .backend import CANCELLED_BY_CLIENT, CeleryBackend, backend_for
+from .backend import CANCELLED_BY_CLIENT, CeleryBackend
 from .embedded import EmbeddedBackend
 from .errors import (
     CONNECTION_ERRORS,
@@ -44,6 +42,7 @@ from .errors import (
     ProcessFailed,
     RunError,
 )
+from .locating import locate_backend
 from .run import Run, StepStatus
 from .store import RunState, StepState
 
@@ -138,52 +137,13 @@ def build(
 def load_backend(reference: str) -> CeleryBackend:
     """The backend for ``--app``: a ``CeleryBackend``, or the one serving a ``Celery`` app.
 
-    The project's own backend (``backend = CeleryBackend(app, control_queue=...)``
-    next to its app) serves the app once its module is imported, and its
-    workers use its settings: so does the command. Only an app with no backend
-    gets one with default settings.
-    """
-    target = load_object(reference, "Celery app") if ":" in reference else find_target(reference)
-    if isinstance(target, CeleryBackend):
-        return target
-    if isinstance(target, Celery):
-        attached = backend_for(target)
-        if attached is not None:
-            return attached
-        try:
-            return CeleryBackend(target)
-        except TasktronautError as error:
-            fail(str(error))
-    fail(f"{reference!r} is {target!r}, neither a Celery app nor a CeleryBackend")
-
-
-def find_target(reference: str) -> Any:
-    """What ``--app MODULE`` names: the module's ``backend``, or its app as ``celery -A`` finds it.
-
-    Celery looks for the module's ``app`` or ``celery`` attribute, then its
-    ``celery`` submodule (``proj`` finds ``proj.celery:app``), then any
-    Celery app in it; a dotted ``proj.celery.app`` names the attribute.
+    Modules are looked for where the command runs, as ``celery -A`` does.
     """
     _import_from_cwd()
     try:
-        module = importlib.import_module(reference)
-    except ModuleNotFoundError as error:
-        if error.name != reference or "." not in reference:
-            fail(f"cannot import module {reference!r} for the Celery app: {error}")
-        module = None  # proj.celery.app: an attribute, which Celery's find_app resolves
-    except Exception as error:
-        fail(f"cannot import module {reference!r} for the Celery app: {error}")
-    backend = getattr(module, "backend", None)
-    if isinstance(backend, CeleryBackend):
-        return backend
-    try:
-        return find_app(reference)
-    except Exception as error:
-        fail(
-            f"cannot find a Celery app in {reference!r} the way `celery -A` does (its 'app' or "
-            f"'celery' attribute, a {reference}.celery module, or a Celery app in it): "
-            f"{type(error).__name__}: {error}"
-        )
+        return locate_backend(reference)
+    except TasktronautError as error:
+        fail(str(error))
 
 
 @contextlib.contextmanager

@@ -51,6 +51,10 @@ class UnsupportedAppError(TasktronautError, ValueError):
     """The Celery app is configured in a way that cannot run processes."""
 
 
+class AppNotFoundError(TasktronautError, LookupError):
+    """A reference to a Celery app (``--app``, a Django project's app) names none."""
+
+
 class ArgumentNotSerializableError(TasktronautError, TypeError):
     """A step's argument cannot be encoded by the app's serializer; nothing was sent."""
 
@@ -81,7 +85,11 @@ class RunNotFoundError(TasktronautError, LookupError):
 
 
 class RetryRefusedError(TasktronautError, ValueError):
-    """A run cannot be resumed: it has not failed or been cancelled, has not settled, or expired."""
+    """A run cannot be resumed, or run again.
+
+    It has not failed or been cancelled, has not settled, or has expired; or
+    its definition no longer builds with its arguments.
+    """
 
 
 class PlanChangedError(RetryRefusedError):

@@ -4,7 +4,8 @@ A run's plan keeps what its tree was built from (the top-level definition's
 arguments and options). Building it again tells whether the definition still
 builds the same tree: a resume runs the stored plan, and refuses one that no
 longer matches unless forced; a picture of a run is drawn from that tree,
-coloured by the states of its steps.
+coloured by the states of its steps; running a run again builds a new process
+from it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from tasktronaut import Process
 from tasktronaut.backend import resolve_definition
 from tasktronaut.builder import build_process
 
-from .errors import PlanChangedError
+from .errors import PlanChangedError, RetryRefusedError
 from .plan import Plan, plan_process
 
 
@@ -26,7 +27,7 @@ def rebuild(plan: Plan) -> Process:
     enqueued by an earlier version, which kept no build inputs, or the
     definition cannot be imported or built with them) or builds another tree.
     """
-    built = _build_again(plan)
+    built = _build_again(plan, plan.run_id)
     if isinstance(built, str):
         raise PlanChangedError(f"run {plan.run_id}: {built}")
     changes = _differences(plan, built)
@@ -37,8 +38,20 @@ def rebuild(plan: Plan) -> Process:
     return built
 
 
-def _build_again(plan: Plan) -> Process | str:
-    """The process :func:`rebuild` gives, or why there is none."""
+def build_anew(plan: Plan) -> Process:
+    """A new process of the run's definition, built with the run's arguments and options.
+
+    Under a new identifier, as the definition builds it today. Raises
+    :class:`RetryRefusedError` if it cannot be built, saying why.
+    """
+    built = _build_again(plan, None)
+    if isinstance(built, str):
+        raise RetryRefusedError(f"run {plan.run_id} cannot be run again: {built}")
+    return built
+
+
+def _build_again(plan: Plan, identifier: str | None) -> Process | str:
+    """The run's process built again under ``identifier`` (a new one if ``None``), or why not."""
     built_from = plan.built_from
     reference = plan.root.definition
     if built_from is None:
@@ -47,7 +60,7 @@ def _build_again(plan: Plan) -> Process | str:
         importlib.import_module(reference.partition(":")[0])
         return build_process(
             resolve_definition(reference),
-            identifier=plan.run_id,
+            identifier=identifier,
             options=built_from.options,
             arguments=dict(built_from.arguments),
         )
@@ -57,7 +70,7 @@ def _build_again(plan: Plan) -> Process | str:
 
 def tree_changes(plan: Plan) -> list[str]:
     """How the tree the run's definition builds today differs from the run's plan; ``[]`` if not."""
-    process = _build_again(plan)
+    process = _build_again(plan, plan.run_id)
     return [process] if isinstance(process, str) else _differences(plan, process)
 
 

@@ -8,7 +8,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tasktronaut import Builder, ProcessDefinition
-from tasktronaut_celery import EmbeddedBackend, ProcessFailed, Progress, RunState
+from tasktronaut_celery import (
+    EmbeddedBackend,
+    ProcessFailed,
+    Progress,
+    RunNotFoundError,
+    RunState,
+)
 
 
 class Shipment(ProcessDefinition):
@@ -114,3 +120,21 @@ def test_prune_forgets_ended_runs_older_than_the_age(embedded: EmbeddedBackend) 
     assert embedded.runs(since=since) == []
     with pytest.raises(Exception, match=failed):
         embedded.run(failed)
+
+
+def test_run_again_starts_a_new_run_with_the_same_arguments(embedded: EmbeddedBackend) -> None:
+    failed = embedded.run(ship(embedded, 13))
+
+    again = embedded.run_again(failed.id)
+
+    assert again.id != failed.id
+    with pytest.raises(ProcessFailed, match="no carrier for order 13"):
+        again.wait(timeout=30)
+    assert again.record.arguments == failed.record.arguments == "order=13, card=***"
+    assert [step.state.value for step in again.steps()] == ["SUCCESS", "SUCCESS", "FAILURE"]
+    assert failed.state is RunState.FAILURE  # untouched
+
+
+def test_run_again_of_an_unknown_run_is_refused(embedded: EmbeddedBackend) -> None:
+    with pytest.raises(RunNotFoundError, match="'no-such-run' does not exist"):
+        embedded.run_again("no-such-run")
