@@ -10,13 +10,13 @@ way ``celery -A proj`` finds it, in the package of ``DJANGO_SETTINGS_MODULE``
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from tasktronaut_celery.cli import main
+
+from ...project import project_app
 
 # The subcommands that act on runs of an app, and so take --app.
 _ON_AN_APP = frozenset({"run", "runs", "status", "cancel", "retry", "prune", "graph"})
@@ -40,14 +40,6 @@ class Command(BaseCommand):
         if arguments and arguments[0] in _ON_AN_APP and not _names_an_app(arguments):
             arguments += ["--app", project_app()]
         main.main(args=arguments, prog_name="manage.py tasktronaut")
-
-
-def project_app() -> str:
-    """Where the project's Celery app is: the setting, else the settings module's package."""
-    configured = getattr(settings, "TASKTRONAUT_CELERY_APP", None)
-    if configured:
-        return str(configured)
-    return os.environ["DJANGO_SETTINGS_MODULE"].rpartition(".")[0] or "celery"
 
 
 def _names_an_app(arguments: list[str]) -> bool:
