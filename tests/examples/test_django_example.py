@@ -8,23 +8,16 @@ fresh PostgreSQL database; the broker is Redis database 13.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.databases import postgres_url
-from tests.services import POSTGRES_URL
-from tests.support import celery_worker, free_port, require, require_modules, running, wait_until
-
-from .conftest import BROKER, DJANGO_PROJECT, flush, wait_for_end
+from .conftest import DJANGO_PROJECT, json_request, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -40,72 +33,14 @@ FULFIL_ORDER_42 = [
 ]
 
 
-def request(url: str, method: str = "GET") -> tuple[int, dict[str, Any]]:
-    """The status and JSON body of an HTTP request, whatever the status."""
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=10) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.load(error)
-
-
-@pytest.fixture(scope="module")
-def project_env() -> dict[str, str]:
-    """The example's environment: its settings, this session's PostgreSQL, Redis db 13."""
-    require_modules("django", "django_celery_results", "psycopg2")
-    require(BROKER, "Redis")
-    require(POSTGRES_URL, "PostgreSQL")
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "proj.settings",
-        "DATABASE_URL": postgres_url().replace("postgresql+psycopg2://", "postgresql://", 1),
-        "CELERY_BROKER_URL": BROKER,
-    }
-
-
-@pytest.fixture(scope="module")
-def site(project_env: dict[str, str]) -> Iterator[str]:
-    """The base URL of ``manage.py runserver``, with migrations applied and a worker running."""
-    flush(BROKER)
-    env = project_env
-    manage = [sys.executable, "manage.py"]
-    subprocess.run(
-        [*manage, "migrate", "--verbosity", "0"], cwd=DJANGO_PROJECT, env=env, check=True
-    )
-    port = free_port()
-    server = [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"]
-    # Without Django's system checks (which import the URLconf, hence the views
-    # and processes), the worker knows FulfilOrder only through orders/tasks.py.
-    worker_env = {**env, "CELERY_SKIP_CHECKS": "1"}
-    with (
-        celery_worker("proj", "django-example@localhost", DJANGO_PROJECT, worker_env, BROKER),
-        running(server, DJANGO_PROJECT, env) as runserver,
-    ):
-        url = f"http://127.0.0.1:{port}"
-
-        def serving() -> bool:
-            assert runserver.poll() is None, "runserver exited while starting"
-            try:
-                urllib.request.urlopen(f"{url}/runs/probe/", timeout=1).close()
-            except urllib.error.HTTPError:
-                return True  # it answered (404: there is no such run)
-            except OSError:
-                return False
-            return True
-
-        wait_until(serving, 60, "runserver answering")
-        yield url
-
-
-def test_fulfilling_an_order_runs_every_step(site: str) -> None:
+def test_fulfilling_an_order_runs_every_step(django_site: str) -> None:
     """POST answers 202 with a run id, and the run's progress ends SUCCESS with every step done."""
-    status, started = request(f"{site}/orders/42/fulfil/", method="POST")
+    status, started = json_request(f"{django_site}/orders/42/fulfil/", method="POST")
 
     assert status == 202
 
     def fetch_progress() -> dict[str, Any]:
-        status, body = request(f"{site}/runs/{started['run_id']}/")
+        status, body = json_request(f"{django_site}/runs/{started['run_id']}/")
         assert status == 200
         return body
 
@@ -118,18 +53,18 @@ def test_fulfilling_an_order_runs_every_step(site: str) -> None:
     assert progress["done"] == progress["total"] == 8
 
 
-def test_an_unknown_run_is_404(site: str) -> None:
+def test_an_unknown_run_is_404(django_site: str) -> None:
     """GET for a run id nobody enqueued answers 404 with a JSON error."""
-    status, body = request(f"{site}/runs/no-such-run/")
+    status, body = json_request(f"{django_site}/runs/no-such-run/")
 
     assert status == 404
     assert "no-such-run" in body["error"]
 
 
-def test_fulfilling_is_post_only(site: str) -> None:
+def test_fulfilling_is_post_only(django_site: str) -> None:
     """GET on the fulfil endpoint answers 405: starting a run takes a POST."""
     with pytest.raises(urllib.error.HTTPError) as error:
-        urllib.request.urlopen(f"{site}/orders/42/fulfil/", timeout=10)
+        urllib.request.urlopen(f"{django_site}/orders/42/fulfil/", timeout=10)
 
     assert error.value.code == 405
 
@@ -148,7 +83,7 @@ def manage(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[
 
 
 def test_manage_py_tasktronaut_acts_on_the_projects_runs(
-    site: str, project_env: dict[str, str]
+    django_site: str, project_env: dict[str, str]
 ) -> None:
     """`manage.py tasktronaut ...` is the tasktronaut command, on the app `celery -A proj` finds."""
     ran = manage(project_env, "tasktronaut", "run", "orders.processes:FulfilOrder", "order_id=42")

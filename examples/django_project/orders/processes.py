@@ -7,11 +7,19 @@ arguments validated) in the web request that enqueues it.
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from tasktronaut import Builder, ExecutionMode, ProcessDefinition, task
 
 logger = logging.getLogger(__name__)
+
+COURIER_DOWN = Path(__file__).resolve().parent.parent / "courier-down"
+"""While this file exists, the courier's booking API is "down": ``touch courier-down``."""
+
+
+class CourierUnavailableError(ConnectionError):
+    """The courier's booking API did not answer."""
 
 
 def order_lines(order_id: int) -> list[tuple[str, int]]:
@@ -75,4 +83,6 @@ class FulfilOrder(ProcessDefinition):
 
     @task(description="Book the courier")
     def book_courier(self, order_id: int) -> None:
+        if COURIER_DOWN.exists():
+            raise CourierUnavailableError(f"order {order_id}: the courier's booking API is down")
         logger.info("order %d: courier booked", order_id)

@@ -1,7 +1,8 @@
 """Django settings for the Tasktronaut example project.
 
-Trimmed from ``django-admin startproject``: no admin, auth or templates, just
-what the JSON views, Celery and Tasktronaut need. Set ``DATABASE_URL`` (e.g.
+Trimmed from ``django-admin startproject``: the admin (where the runs are
+listed, inspected, cancelled, resumed and run again), the JSON views, Celery
+and Tasktronaut. Set ``DATABASE_URL`` (e.g.
 ``postgresql://user:password@localhost:5432/orders``) to use PostgreSQL
 instead of the SQLite file, and ``CELERY_BROKER_URL`` to use another broker.
 """
@@ -21,16 +22,42 @@ DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
     "django_celery_results",  # the django-db result backend
-    "tasktronaut_celery.contrib.django",  # Tasktronaut's run tables, next to it
+    "tasktronaut_celery.contrib.django",  # Tasktronaut's run tables and the runs admin
     "orders",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+STATIC_URL = "static/"
 
 ROOT_URLCONF = "proj.urls"
 WSGI_APPLICATION = "proj.wsgi.application"

@@ -189,6 +189,8 @@ class RunAdmin(admin.ModelAdmin):
         if request.method == "POST":
             return self._act(request, backend, run)
         record = run.record
+        steps = run.steps()
+        names = {step.path: step.name for step in steps}
         allowed = {name: request.user.has_perm(perm) for name, perm in ACTION_PERMISSIONS.items()}
         context = {
             **self.admin_site.each_context(request),
@@ -200,7 +202,8 @@ class RunAdmin(admin.ModelAdmin):
             "colours": STATE_COLOURS.get(record.state.value),
             "progress": listing.progress(record),
             "duration": listing.duration(record),
-            "steps": [(step, STATE_COLOURS.get(step.state.value)) for step in run.steps()],
+            "steps": [(step, STATE_COLOURS.get(step.state.value)) for step in steps],
+            "failing_step": _failing_step(record.step, names),
             "graph": mark_safe(run.to_svg()),  # drawn by svg.py, which escapes every text
             "can_cancel": allowed["cancel"] and not record.state.finished,
             "can_retry": allowed["retry"]
@@ -238,6 +241,14 @@ class RunAdmin(admin.ModelAdmin):
 
     def _run_url(self, run_id: str) -> str:
         return str(reverse("admin:tasktronaut_runrow_change", args=[quote(run_id)]))
+
+
+def _failing_step(path: str | None, names: dict[str, str]) -> str:
+    """Where the run failed: the step's path and name (a process's path has no name)."""
+    if path is None:
+        return ""
+    name = names.get(path)
+    return f"{path} ({name})" if name else path
 
 
 def _searched(backend: CeleryBackend, searched: str) -> list[Run]:
