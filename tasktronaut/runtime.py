@@ -86,15 +86,20 @@ def run_step(call: StepCall) -> StepResult:
             instance.around_task(call.process_id, call.method, call.description, context),
         ):
             result = invoke(function.__get__(instance), call.arguments, lambda: context)
-    except CancelProcessError as error:
-        return StepResult(Outcome.CANCELLED, error)
-    except NonRetryableProcessError as error:
-        return StepResult(Outcome.FAILED, error)
     except Exception as error:
-        return StepResult(Outcome.RETRYABLE, error)
+        return failed_with(error)
     if result is not None:
         _warn_result_ignored(f"{call.definition.__qualname__}.{call.method}", result)
     return StepResult(Outcome.SUCCEEDED)
+
+
+def failed_with(error: Exception) -> StepResult:
+    """How an attempt that raised ``error`` ended: cancelled, failed for good, or retryable."""
+    if isinstance(error, CancelProcessError):
+        return StepResult(Outcome.CANCELLED, error)
+    if isinstance(error, NonRetryableProcessError):
+        return StepResult(Outcome.FAILED, error)
+    return StepResult(Outcome.RETRYABLE, error)
 
 
 _warned_results: set[str] = set()

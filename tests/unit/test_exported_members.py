@@ -9,9 +9,12 @@ import pytest
 
 import tasktronaut
 import tasktronaut_celery
+import tasktronaut_celery.testing
 
 packages = pytest.mark.parametrize(
-    "package", [tasktronaut, tasktronaut_celery], ids=lambda package: package.__name__
+    "package",
+    [tasktronaut, tasktronaut_celery, tasktronaut_celery.testing],
+    ids=lambda package: package.__name__,
 )
 
 
