@@ -54,6 +54,11 @@ class StepCall:
     attempt: int
     redactor: Redactor = NO_REDACTION
 
+    @property
+    def name(self) -> str:
+        """The step's name: ``Definition.method``."""
+        return f"{self.definition.__qualname__}.{self.method}"
+
 
 @dataclass(frozen=True, slots=True)
 class StepResult:
@@ -89,7 +94,7 @@ def run_step(call: StepCall) -> StepResult:
     except Exception as error:
         return failed_with(error)
     if result is not None:
-        _warn_result_ignored(f"{call.definition.__qualname__}.{call.method}", result)
+        _warn_result_ignored(call.name, result)
     return StepResult(Outcome.SUCCEEDED)
 
 

@@ -1,39 +1,28 @@
 """Testing your processes: a pytest plugin that runs them for real.
 
-Enable it with ``-p tasktronaut_celery.testing`` or, in a ``conftest.py``,
-``pytest_plugins = ["tasktronaut_celery.testing"]``. It gives the fixtures
-``tasktronaut_backend`` (an embedded backend, no runs left from other tests),
-``tasktronaut_steps`` (what steps received; faults to inject),
-``tasktronaut_celery_backend`` (your ``celery_app`` with
-``celery.contrib.pytest``) and ``tasktronaut_snapshot`` (graph snapshots);
-:func:`assert_run` checks how a run ended.
+Enable it with ``-p tasktronaut_celery.testing`` or, in the top-level
+``conftest.py``, ``pytest_plugins = ["tasktronaut_celery.testing"]``. Its
+fixtures (in :mod:`tasktronaut_celery.testing.plugin`): ``tasktronaut_backend``
+(an embedded backend with no runs of other tests), ``tasktronaut_steps``
+(what steps received; faults to inject), ``tasktronaut_app_backend`` (your
+``celery_app`` with ``celery.contrib.pytest``) and ``tasktronaut_snapshot``
+(graph snapshots). :func:`assert_run` checks how a run ended.
 """
 
 from .assertions import RunOutcome, assert_run, run_outcome
-from .plugin import (
-    forget_runs,
-    pytest_addoption,
-    tasktronaut_backend,
-    tasktronaut_celery_backend,
-    tasktronaut_session_backend,
-    tasktronaut_snapshot,
-    tasktronaut_steps,
-)
+from .plugin import forget_runs
 from .snapshots import GraphSnapshot
-from .steps import StepCall, StepHarness
+from .steps import StepAttempt, StepHarness, harnessing
+
+pytest_plugins = ["tasktronaut_celery.testing.plugin"]
 
 __all__ = [
     "GraphSnapshot",
     "RunOutcome",
-    "StepCall",
+    "StepAttempt",
     "StepHarness",
     "assert_run",
     "forget_runs",
-    "pytest_addoption",
+    "harnessing",
     "run_outcome",
-    "tasktronaut_backend",
-    "tasktronaut_celery_backend",
-    "tasktronaut_session_backend",
-    "tasktronaut_snapshot",
-    "tasktronaut_steps",
 ]

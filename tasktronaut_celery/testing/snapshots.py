@@ -30,7 +30,11 @@ def picture(drawing: Process | Run, form: Format) -> str:
 
 @dataclass(frozen=True)
 class GraphSnapshot:
-    """Compares pictures with the files under ``directory``, named after the test."""
+    """Compares pictures with the files under ``directory`` named after the test.
+
+    ``directory`` is ``snapshots/<test module>`` beside the test module;
+    ``test_name`` is the test's name, after its class's if it has one.
+    """
 
     directory: Path
     test_name: str
@@ -42,16 +46,21 @@ class GraphSnapshot:
         """Check the picture of ``drawing`` against its snapshot; write it if new or updating.
 
         ``name`` tells apart several snapshots of one test (by default the
-        test's name). Fails with a diff when the picture changed; run pytest
-        with ``--tasktronaut-update-snapshots`` to accept the change.
+        test's name). Fails with a diff when the picture changed, and when
+        there is no snapshot yet; pytest ``--tasktronaut-update-snapshots``
+        writes them.
         """
         stem = re.sub(r"[^\w.-]+", "_", name or self.test_name)
         path = self.directory / f"{stem}{_SUFFIXES[form]}"
         actual = picture(drawing, form)
-        if self.update or not path.exists():
+        if self.update:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(actual, encoding="utf-8")
             return
+        if not path.exists():
+            raise AssertionError(
+                f"no snapshot {path} yet: pytest {UPDATE_OPTION} writes it (then commit it)"
+            )
         expected = path.read_text(encoding="utf-8")
         if expected != actual:
             diff = difflib.unified_diff(

@@ -2,24 +2,25 @@
 
 :class:`StepHarness` stands between the runner and each step in this process
 (the embedded backend's worker threads, or any in-process worker): it records
-every attempt as a :class:`StepCall`, and makes the attempts a fault names
+every attempt as a :class:`StepAttempt`, and makes the attempts a fault names
 raise, classified exactly as if the step's own code had raised. Retries go
 out at once, so a test never waits out a retry delay.
 """
 
 from __future__ import annotations
 
+import copy
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tasktronaut import CancelProcessError
-from tasktronaut.runtime import StepCall as RunnerCall
-from tasktronaut.runtime import StepResult, failed_with
+from tasktronaut import CancelProcessError, ProcessDefinition
+from tasktronaut.runtime import StepCall, StepResult, failed_with
 
 _RUNNER_STEP = "tasktronaut_celery.runner.run_step"
 """Where the runner finds the function that runs a step: the harness goes there."""
@@ -30,23 +31,13 @@ StepRef = Callable[..., Any] | str
 """A step: its method (``Shipment.charge``) or its name (``"Shipment.charge"``)."""
 
 
-def step_name(step: StepRef) -> str:
-    """``Definition.method`` for a method of a definition, or the name given."""
-    if isinstance(step, str):
-        return step
-    qualified: str = getattr(step, "__qualname__", "")
-    if "." not in qualified:
-        raise TypeError(f"{step!r} is not a method of a ProcessDefinition (Definition.method)")
-    return qualified
-
-
 @dataclass(frozen=True)
-class StepCall:
-    """One attempt of a step, as the step received it."""
+class StepAttempt:
+    """One attempt of a step, as the step received it (what its Context held)."""
 
     run_id: str
     step: str
-    """``Definition.method``."""
+    """``Definition.method``, the definition being the run's (a subclass's, if inherited)."""
     path: str
     description: str | None
     arguments: dict[str, Any]
@@ -54,33 +45,85 @@ class StepCall:
     attempt: int
 
 
+@dataclass(frozen=True)
+class _Step:
+    """Which steps a reference matches: a method matches it on its class and subclasses."""
+
+    name: str
+    owner: type[ProcessDefinition] | None
+    method: str
+
+    def matches(self, call: StepCall) -> bool:
+        if self.owner is not None:
+            return call.method == self.method and issubclass(call.definition, self.owner)
+        return call.name == self.name
+
+
+def _step(step: StepRef) -> _Step:
+    """The steps ``step`` names, its owner class found from the method's qualified name."""
+    if isinstance(step, str):
+        return _Step(step, None, step.rpartition(".")[2])
+    qualified: str = getattr(step, "__qualname__", "")
+    owner_name, _, method = qualified.rpartition(".")
+    owner: Any = sys.modules.get(getattr(step, "__module__", ""), None)
+    for part in owner_name.split(".") if owner_name else ():
+        owner = getattr(owner, part, None)
+    if not (isinstance(owner, type) and issubclass(owner, ProcessDefinition)):
+        raise TypeError(
+            f"{step!r} is not a method of a ProcessDefinition: give Definition.method, "
+            'or its name as a string ("Definition.method")'
+        )
+    return _Step(qualified, owner, method)
+
+
+def _made(error: Exception | type[Exception]) -> Callable[[], Exception]:
+    """A maker of the exception a fault raises, new for each attempt; checked now."""
+    if isinstance(error, type):
+        try:
+            error()
+        except Exception as reason:
+            raise ValueError(
+                f"cannot make {error.__qualname__}() with no arguments ({reason}): "
+                "give an instance, e.g. error=ApiError(503)"
+            ) from None
+        return error
+    return lambda: copy.copy(error)
+
+
 @dataclass
 class _Fault:
-    step: str
+    step: _Step
     error: Callable[[], Exception]
     times: int | None  # attempts left to fail; None: every attempt
     path: str | None
+    fired: int = 0
 
-    def fires(self, call: RunnerCall) -> bool:
-        if f"{call.definition.__qualname__}.{call.method}" != self.step:
+    def fires(self, call: StepCall) -> bool:
+        if not self.step.matches(call) or (self.path is not None and call.path != self.path):
             return False
-        if self.path is not None and call.path != self.path:
-            return False
-        if self.times is None:
-            return True
-        if self.times == 0:
-            return False
-        self.times -= 1
+        if self.times is not None:
+            if self.times == 0:
+                return False
+            self.times -= 1
+        self.fired += 1
         return True
 
 
-@dataclass
 class StepHarness:
-    """The steps run during one test: their calls, and the faults injected into them."""
+    """The steps run during one test: their attempts, and the faults injected into them.
 
-    _calls: list[StepCall] = field(default_factory=list)
-    _faults: list[_Fault] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    Attempts of runs in ``ignored`` (those of earlier tests, still finishing)
+    are neither recorded nor faulted.
+    """
+
+    def __init__(self, ignored: Collection[str] = ()) -> None:
+        self._ignored = ignored
+        self._recorded: list[tuple[StepAttempt, StepCall]] = []
+        self._faults: list[_Fault] = []
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<StepHarness: {len(self._recorded)} attempts, {len(self._faults)} faults>"
 
     def fail(
         self,
@@ -92,58 +135,64 @@ class StepHarness:
     ) -> None:
         """Make the next ``times`` attempts of ``step`` raise ``error``, then run it as written.
 
-        ``times=None`` fails every attempt. ``error`` is an exception (raised
-        each time) or its class (made anew each time); by default a
+        ``times=None`` fails every attempt. ``error`` is an exception (a copy
+        raised each time) or a class made with no arguments; by default a
         ``RuntimeError`` naming the step, which Tasktronaut retries as its
         ``max_retries`` allow. ``path`` limits the fault to one step of the
-        tree (one member of an ``each``).
+        tree (one member of an ``each``). A method given matches the step in
+        runs of its class and of its subclasses.
         """
-        name = step_name(step)
+        matched = _step(step)
         if times is not None and times < 1:
             raise ValueError(f"times must be at least 1 (or None for every attempt), not {times}")
         if error is None:
-            self._add(name, lambda: RuntimeError(f"injected failure of {name}"), times, path)
-        elif isinstance(error, type):
-            self._add(name, error, times, path)
+            made = _made(RuntimeError(f"injected failure of {matched.name}"))
         else:
-            self._add(name, lambda: error, times, path)
+            made = _made(error)
+        self._add(_Fault(matched, made, times, path))
 
     def cancel(self, step: StepRef, *, path: str | None = None) -> None:
         """Make the next attempt of ``step`` cancel its run (``CancelProcessError``)."""
-        name = step_name(step)
-        self._add(name, lambda: CancelProcessError(f"{name} cancelled the run"), 1, path)
+        matched = _step(step)
+        error = CancelProcessError(f"{matched.name} cancelled the run")
+        self._add(_Fault(matched, _made(error), 1, path))
 
-    def _add(
-        self, name: str, error: Callable[[], Exception], times: int | None, path: str | None
-    ) -> None:
+    def _add(self, fault: _Fault) -> None:
         with self._lock:
-            self._faults.append(_Fault(name, error, times, path))
+            self._faults.append(fault)
 
-    def calls(self, step: StepRef | None = None, *, run_id: str | None = None) -> list[StepCall]:
+    def calls(
+        self, step: StepRef | None = None, *, run_id: str | None = None
+    ) -> list[StepAttempt]:
         """Every attempt made, in the order they began; of ``step`` or ``run_id`` only if given."""
-        name = None if step is None else step_name(step)
+        matched = None if step is None else _step(step)
         with self._lock:
             return [
-                call
-                for call in self._calls
-                if (name is None or call.step == name)
-                and (run_id is None or call.run_id == run_id)
+                attempt
+                for attempt, call in self._recorded
+                if (matched is None or matched.matches(call))
+                and (run_id is None or attempt.run_id == run_id)
             ]
 
-    def run(self, call: RunnerCall, run_step: Callable[[RunnerCall], StepResult]) -> StepResult:
-        """Record the attempt ``call``, then fail it as a fault says or run it with ``run_step``."""
-        name = f"{call.definition.__qualname__}.{call.method}"
+    def unfired(self) -> list[str]:
+        """The steps of faults that never fired: a misspelled name, or a step never run."""
         with self._lock:
-            self._calls.append(
-                StepCall(
-                    call.process_id,
-                    name,
-                    call.path,
-                    call.description,
-                    dict(call.arguments),
-                    call.attempt,
-                )
-            )
+            return [fault.step.name for fault in self._faults if fault.fired == 0]
+
+    def run(self, call: StepCall, run_step: Callable[[StepCall], StepResult]) -> StepResult:
+        """Record the attempt ``call``, then fail it as a fault says or run it with ``run_step``."""
+        if call.process_id in self._ignored:
+            return run_step(call)
+        attempt = StepAttempt(
+            call.process_id,
+            call.name,
+            call.path,
+            call.description,
+            dict(call.arguments),
+            call.attempt,
+        )
+        with self._lock:
+            self._recorded.append((attempt, call))
             fault = next((fault for fault in self._faults if fault.fires(call)), None)
         if fault is not None:
             return failed_with(fault.error())

@@ -66,6 +66,28 @@ class Held(ProcessDefinition):
 
     def wait(self) -> None:
         RELEASE.wait(10)
+
+
+STARTING = threading.Event()
+STEPPED = threading.Event()
+
+
+class SlowStart(ProcessDefinition):
+    """Its on_started waits until released: its step reaches the runner late."""
+
+    def define_process(self, builder: Builder) -> None:
+        builder.task(self.first)
+
+    def on_started(self, identifier: str) -> None:
+        STARTING.set()
+        RELEASE.wait(10)
+
+    def first(self) -> None:
+        STEPPED.set()
+
+
+class ExpressShipment(Shipment):
+    """Inherits every step of Shipment."""
 '''
 
 
@@ -77,10 +99,18 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-def run(pytester: pytest.Pytester, tests: str, *arguments: str) -> pytest.RunResult:
-    """Run the project's ``test_user.py`` (``tests``) in a subprocess, as the user would."""
+def run(
+    pytester: pytest.Pytester,
+    tests: str,
+    *arguments: str,
+    others: tuple[str, ...] = ("-p", "no:celery"),
+) -> pytest.RunResult:
+    """Run the project's ``test_user.py`` (``tests``) in a subprocess, as the user would.
+
+    pytest-celery 1.x's plugin is off (``others``) unless a test says otherwise.
+    """
     pytester.makepyfile(test_user=textwrap.dedent(tests))
-    return pytester.runpytest_subprocess("-p", "no:celery", "-p", "no:cacheprovider", *arguments)
+    return pytester.runpytest_subprocess(*others, "-p", "no:cacheprovider", *arguments)
 
 
 def test_a_process_runs_for_real_in_a_test(pytester: pytest.Pytester) -> None:
@@ -101,7 +131,7 @@ def test_a_process_runs_for_real_in_a_test(pytester: pytest.Pytester) -> None:
                 + ["Shipment.book_courier", "Shipment.notify"],
             )
         """,
-        "--durations=1",
+        others=(),  # with pytest-celery 1.x's plugin loaded, as it is once installed
     )
 
     result.assert_outcomes(passed=1)
@@ -146,19 +176,54 @@ def test_each_test_starts_with_no_runs(pytester: pytest.Pytester) -> None:
     result = run(
         pytester,
         """
-        from processes import Held, Shipment
+        import processes
+        from processes import Held, Shipment, SlowStart
 
-        def test_leaves_runs_behind(tasktronaut_backend):
+        def test_leaves_runs_behind(tasktronaut_backend, tasktronaut_steps):
             Shipment.build(order=1, card="4111").enqueue(tasktronaut_backend).wait(timeout=10)
             Held.build().enqueue(tasktronaut_backend)  # still running when the test ends
+            SlowStart.build().enqueue(tasktronaut_backend)
+            assert processes.STARTING.wait(10)  # its step is admitted, not yet run
+            tasktronaut_steps.fail(SlowStart.first, times=None)
 
         def test_sees_none_of_them(tasktronaut_backend, tasktronaut_steps):
             assert tasktronaut_backend.runs() == []
-            assert tasktronaut_steps.calls() == []
+            processes.RELEASE.set()  # the earlier test's steps go on now
+            assert processes.STEPPED.wait(10)
+            tasktronaut_steps.fail(SlowStart.first, times=None)
+
+            assert tasktronaut_steps.calls() == []  # theirs are not this test's
         """,
     )
 
     result.assert_outcomes(passed=2)
+
+
+def test_a_fault_on_an_inherited_step_and_one_that_never_fired(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        from processes import ExpressShipment, Shipment
+        from tasktronaut_celery.testing import assert_run
+
+        def test_inherited(tasktronaut_backend, tasktronaut_steps):
+            tasktronaut_steps.fail(Shipment.charge, times=1)
+            tasktronaut_steps.fail("Shipment.chrage")  # misspelled: never fires
+            run = ExpressShipment.build(order=2, card="4111").enqueue(tasktronaut_backend)
+
+            assert_run(run.wait(timeout=10), "success")
+            charges = tasktronaut_steps.calls(Shipment.charge)
+            assert [(call.step, call.attempt) for call in charges] == [
+                ("ExpressShipment.charge", 1),
+                ("ExpressShipment.charge", 2),
+            ]
+            assert tasktronaut_steps.calls("Shipment.charge") == []  # the name is the class's own
+        """,
+    )
+
+    result.assert_outcomes(passed=1, warnings=1)
+    assert "faults that never fired" in result.stdout.str()
+    assert "Shipment.chrage" in result.stdout.str()
 
 
 def test_faults_fail_retry_and_cancel_and_calls_are_recorded(pytester: pytest.Pytester) -> None:
@@ -206,10 +271,31 @@ def test_faults_fail_retry_and_cancel_and_calls_are_recorded(pytester: pytest.Py
             with pytest.raises(ProcessCancelled):
                 run.wait(timeout=10)
             assert_run(run, "cancelled", cancelled=["Shipment.invoice"])
+
+        def test_concurrent_steps_in_any_order(tasktronaut_backend):
+            run = Shipment.build(order=7, card="4111").enqueue(tasktronaut_backend).wait(timeout=10)
+
+            outcome = assert_run(
+                run,
+                "success",
+                ordered=False,
+                succeeded=["Shipment.pack"] * 5
+                + ["Shipment.notify", "Shipment.book_courier", "Shipment.invoice"]
+                + ["Shipment.charge", "Shipment.reserve"],
+            )
+            assert outcome.running == []
+
+        def test_an_exception_class_that_needs_arguments_is_refused(tasktronaut_steps):
+            class ApiError(Exception):
+                def __init__(self, code):
+                    super().__init__(code)
+
+            with pytest.raises(ValueError, match="give an instance"):
+                tasktronaut_steps.fail(Shipment.charge, error=ApiError)
         """,
     )
 
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=6)
 
 
 def test_graph_snapshots_are_written_compared_and_updated(pytester: pytest.Pytester) -> None:
@@ -218,22 +304,30 @@ def test_graph_snapshots_are_written_compared_and_updated(pytester: pytest.Pytes
 
         def test_graph(tasktronaut_snapshot):
             tasktronaut_snapshot(Shipment.build(order=ORDER, card="4111"))
+
+        class TestShapes:
+            def test_graph(self, tasktronaut_snapshot):
+                tasktronaut_snapshot(Shipment.build(order=ORDER, card="4111"), form="dot")
         """
-    first = run(pytester, tests.replace("ORDER", "1"))
-    snapshot = pytester.path / "snapshots" / "test_graph.mmd"
+    missing = run(pytester, tests.replace("ORDER", "1"))
+    first = run(pytester, tests.replace("ORDER", "1"), "--tasktronaut-update-snapshots")
+    snapshot = pytester.path / "snapshots" / "test_user" / "test_graph.mmd"
     written = snapshot.read_text()
     same = run(pytester, tests.replace("ORDER", "2"))
     snapshot.write_text(written.replace("notify", "notify_all"))
     changed = run(pytester, tests.replace("ORDER", "1"))
     updated = run(pytester, tests.replace("ORDER", "1"), "--tasktronaut-update-snapshots")
 
-    first.assert_outcomes(passed=1)
+    missing.assert_outcomes(failed=2)
+    assert "--tasktronaut-update-snapshots writes it" in missing.stdout.str()
+    first.assert_outcomes(passed=2)
     assert written.startswith("flowchart")
-    same.assert_outcomes(passed=1)
-    changed.assert_outcomes(failed=1)
+    assert (snapshot.parent / "TestShapes.test_graph.dot").read_text().startswith("digraph")
+    same.assert_outcomes(passed=2)
+    changed.assert_outcomes(passed=1, failed=1)
     assert "the graph differs from its snapshot" in changed.stdout.str()
     assert "--tasktronaut-update-snapshots accepts it" in changed.stdout.str()
-    updated.assert_outcomes(passed=1)
+    updated.assert_outcomes(passed=2)
     assert snapshot.read_text() == written
 
 
@@ -244,13 +338,13 @@ def test_the_users_own_app_with_celery_contrib_pytest(pytester: pytest.Pytester)
         from processes import Shipment
         from tasktronaut_celery.testing import assert_run
 
-        def test_on_my_app(tasktronaut_celery_backend, tasktronaut_steps):
+        def test_on_my_app(tasktronaut_app_backend, tasktronaut_steps):
             tasktronaut_steps.fail(Shipment.charge)
-            run = Shipment.build(order=9, card="4111").enqueue(tasktronaut_celery_backend)
+            run = Shipment.build(order=9, card="4111").enqueue(tasktronaut_app_backend)
 
             assert_run(run.wait(timeout=30), "success")
             assert [call.attempt for call in tasktronaut_steps.calls(Shipment.charge)] == [1, 2]
-            assert run.id in {r.id for r in tasktronaut_celery_backend.runs()}
+            assert run.id in {r.id for r in tasktronaut_app_backend.runs()}
         """,
         "-p",
         "celery.contrib.pytest",
@@ -260,12 +354,14 @@ def test_the_users_own_app_with_celery_contrib_pytest(pytester: pytest.Pytester)
 
 
 def test_two_xdist_workers_each_get_their_own_backend(pytester: pytest.Pytester) -> None:
-    tests = "\n".join(
+    tests = "import os\n" + "\n".join(
         f"""
 def test_{number}(tasktronaut_backend):
     from processes import Shipment
     run = Shipment.build(order={number}, card="4111").enqueue(tasktronaut_backend).wait(timeout=10)
     assert [r.id for r in tasktronaut_backend.runs()] == [run.id]
+    with open(os.environ["PYTEST_XDIST_WORKER"] + ".backends", "a") as backends:
+        backends.write(tasktronaut_backend.app.main + "\\n")
 """
         for number in range(8)
     )
@@ -274,3 +370,6 @@ def test_{number}(tasktronaut_backend):
 
     result.assert_outcomes(passed=8)
     assert "2 workers" in result.stdout.str()
+    backends = [set(path.read_text().split()) for path in sorted(pytester.path.glob("*.backends"))]
+    assert [len(names) for names in backends] == [1, 1]  # one backend per worker
+    assert backends[0] != backends[1]
