@@ -80,7 +80,6 @@ class EmbeddedBackend(CeleryBackend):
         super().__init__(app, canvas_limit=canvas_limit)
         self._concurrency = concurrency
         self._worker: _ThreadWorker | None = None
-        self._thread: threading.Thread | None = None
 
     def start(self) -> EmbeddedBackend:
         """Start the worker thread and return once it consumes messages.
@@ -100,10 +99,9 @@ class EmbeddedBackend(CeleryBackend):
             without_gossip=True,
             loglevel="WARNING",
         )
-        self._thread = threading.Thread(
+        threading.Thread(
             target=self._serve, args=(worker,), name=self.app.main, daemon=True
-        )
-        self._thread.start()
+        ).start()
         if not worker.ready.wait(STARTUP_TIMEOUT):
             raise RuntimeError(f"the embedded worker did not start within {STARTUP_TIMEOUT} s")
         self._worker = worker
@@ -114,13 +112,17 @@ class EmbeddedBackend(CeleryBackend):
         worker.start()
 
     def stop(self) -> None:
-        """Stop the worker, letting the steps it is running finish."""
+        """Stop the worker, letting the steps it is running finish.
+
+        When this returns the steps have ended and the worker's pool is shut
+        down. Its consumer thread (a daemon) is not waited for: it ends at
+        its next poll of the in-memory transport, up to two seconds later,
+        having nothing left to do.
+        """
         if self._worker is None:
             return
         self._worker.stop(in_sighandler=False)
-        if self._thread is not None:
-            self._thread.join(STARTUP_TIMEOUT)
-        self._worker = self._thread = None
+        self._worker = None
 
     def __enter__(self) -> EmbeddedBackend:
         return self.start()
