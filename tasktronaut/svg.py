@@ -88,7 +88,8 @@ def _step(node: TaskNode, state: str | None) -> _Box:
         width,
         height,
         [
-            f'<g class="step" data-path="{escape(node.path)}" data-state="{escape(state or "")}">'
+            f'<g class="step" data-path="{_attribute(node.path)}" '
+            f'data-state="{_attribute(state or "")}">'
             f"<title>{escape(tooltip)}</title>"
             f'<rect width="{width:g}" height="{height}" rx="6" fill="{fill}" stroke="{stroke}"/>'
             f"{texts}</g>"
@@ -167,3 +168,8 @@ def _line(x1: float, y1: float, x2: float, y2: float) -> str:
 
 def _point(x: float, y: float) -> str:
     return f'<circle cx="{x:g}" cy="{y:g}" r="3" fill="#616161"/>'
+
+
+def _attribute(value: str) -> str:
+    """``value`` escaped for a double-quoted attribute."""
+    return escape(value, {'"': "&quot;"})

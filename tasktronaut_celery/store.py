@@ -88,7 +88,7 @@ class RunRecord:
         return {
             **asdict(self),
             "state": self.state.value,
-            **{name: to_seconds(getattr(self, name)) for name in _RUN_TIMES},
+            **{name: to_seconds(getattr(self, name)) for name in RUN_TIMES},
         }
 
     @classmethod
@@ -98,12 +98,13 @@ class RunRecord:
             **{
                 **data,
                 "state": RunState(data["state"]),
-                **{name: to_moment(data.get(name)) for name in _RUN_TIMES},
+                **{name: to_moment(data.get(name)) for name in RUN_TIMES},
             }
         )
 
 
-_RUN_TIMES = ("created_at", "finished_at", "settled_at", "started_at")
+RUN_TIMES = ("created_at", "finished_at", "settled_at", "started_at")
+"""The fields of a :class:`RunRecord` that hold a time."""
 
 
 class Progress(NamedTuple):

@@ -27,8 +27,8 @@ from .conftest import DJANGO_PROJECT, REPOSITORY, json_request, wait_for_end
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 USER, PASSWORD = "operator", "tasktronaut-operator"
 PATIENCE = 60
 

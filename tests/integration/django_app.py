@@ -66,9 +66,7 @@ class Held(ProcessDefinition):
         RELEASED.setdefault(context.process_id, threading.Event()).wait(HELD)
 
 
-# On RabbitMQ: kombu's Redis transport serves one in-process worker at a time,
-# and the Redis-backed admin tests run worker_app's worker on Redis meanwhile.
-app = Celery("tasktronaut-django-admin", broker=BROKERS["rabbitmq"], backend="django-db")
+app = Celery("tasktronaut-django-admin", broker=BROKERS["redis"], backend="django-db")
 app.conf.update(
     broker_connection_retry_on_startup=True,
     task_default_queue=QUEUE,

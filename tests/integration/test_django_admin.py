@@ -16,6 +16,7 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -334,3 +335,95 @@ def test_an_unknown_run_page_leads_back_to_the_list(backend: CeleryBackend, view
 
     assert response.redirect_chain == [(CHANGELIST, 302)]
     assert "Run &#x27;no-such-run&#x27; does not exist" in response.content.decode()
+
+
+def test_a_bad_until_is_reported_on_the_page(backend: CeleryBackend, viewer: Any) -> None:
+    response = viewer.get(CHANGELIST, {"until": "2024-13-45T00:00"})
+
+    assert response.status_code == 200
+    assert 'class="errornote"' in response.content.decode()
+
+
+def test_the_date_filter_leaves_out_older_runs(
+    backend: CeleryBackend, viewer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasktronaut_celery.contrib.django import admin
+
+    run = ship(backend, 16)
+    monkeypatch.setitem(admin.DATE_CHOICES, "1h", ("Past hour", timedelta(0)))  # from now on
+
+    assert run.id in listed_ids(viewer.get(CHANGELIST).content.decode())
+    assert listed_ids(viewer.get(CHANGELIST, {"created": "1h"}).content.decode()) == []
+
+
+def test_actions_need_the_csrf_token(backend: CeleryBackend) -> None:
+    from django.test import Client
+
+    run = ship(backend, 17, courier_down=True)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user("view_runrow", "retry_run"))
+
+    assert client.post(page_of(run), {"action": "retry"}).status_code == 403
+    assert run.state is RunState.FAILURE
+
+
+def test_actions_are_sent_outside_the_requests_transaction(
+    backend: CeleryBackend, operator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ATOMIC_REQUESTS, a run started by an action is committed before its messages go."""
+    from django.db import connections
+
+    run = ship(backend, 18)
+    monkeypatch.setitem(connections.settings["default"], "ATOMIC_REQUESTS", True)
+
+    response = operator.post(page_of(run), {"action": "run_again"})
+
+    again = backend.run(response["Location"].split("/")[-3])
+    assert again.wait(timeout=HELD).state is RunState.SUCCESS
+
+
+def test_a_run_whose_graph_cannot_be_drawn_still_shows(
+    backend: CeleryBackend, viewer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = ship(backend, 19)
+    original = Shipment.define_process
+
+    def with_one_more_step(self: Shipment, builder: Any) -> None:
+        original(self, builder)
+        builder.task(self.reserve)
+
+    monkeypatch.setattr(Shipment, "define_process", with_one_more_step)  # a later version
+
+    response = viewer.get(page_of(run))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "No graph: run" in html
+    assert "builds another tree today" in html
+    assert len(re.findall(r'<tr class="step"', html)) == 4
+
+
+def test_a_project_app_that_cannot_be_found_is_reported(
+    backend: CeleryBackend, viewer: Any
+) -> None:
+    from django.test import override_settings
+
+    with override_settings(TASKTRONAUT_CELERY_APP="no_such_project"):
+        response = viewer.get(CHANGELIST)
+
+    assert response.status_code == 200
+    assert "cannot import module &#x27;no_such_project&#x27;" in response.content.decode()
+
+
+def test_run_again_gives_the_steps_the_real_arguments(
+    backend: CeleryBackend, operator: Any
+) -> None:
+    from tasktronaut_celery.testing import StepHarness, harnessing
+
+    run = ship(backend, 20)
+    with harnessing(StepHarness()) as steps:
+        response = operator.post(page_of(run), {"action": "run_again"})
+        again = backend.run(response["Location"].split("/")[-3])
+        again.wait(timeout=HELD)
+
+    assert {call.arguments["card"] for call in steps.calls(run_id=again.id)} == {CARD}

@@ -23,11 +23,23 @@ def test_the_admin_works_on_sqlite() -> None:
     module = Path(__file__).with_name("test_django_admin.py")
     env = {**os.environ, "TASKTRONAUT_TEST_DATABASE": "sqlite"}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(module)],
+        # The Redis-backed half reads nothing from the database: PostgreSQL's run covers it.
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "not redis",
+            str(module),
+        ],
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert re.search(r"\b\d+ passed", result.stdout), result.stdout[-2000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"\d+ passed, \d+ deselected in .*", summary), summary

@@ -257,6 +257,21 @@ def insert_old_django_run(run_id: str, state: RunState = RunState.FAILURE) -> No
         )
 
 
+def assert_migrates_back_and_forth(store: RunStore) -> None:
+    """Migrating back to 0002 gives the times in seconds again; forward, as they were."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", "tasktronaut", "0002", verbosity=0)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT created_at, finished_at FROM tasktronaut_runrow WHERE run_id = %s", ["old-run"]
+        )
+        assert cursor.fetchone() == pytest.approx((CREATED, CREATED + 5), abs=1e-6)
+    call_command("migrate", "tasktronaut", verbosity=0)
+    assert store.record("old-run") == OLD_RECORD
+
+
 @pytest.mark.usefixtures("postgres")
 def test_the_django_migration_keeps_the_runs_of_the_earlier_schema() -> None:
     configure_django()
@@ -289,6 +304,7 @@ def test_the_django_migration_keeps_the_runs_of_the_earlier_schema() -> None:
         assert (record.definition, record.progress) == ("", (0, 0, 0))
         store.delete("older-code")
         works_as_a_new_store(store)
+        assert_migrates_back_and_forth(store)
         assert store.prune(to_moment(CREATED + 1)) == 1
         assert store.record("old-run") is None
     finally:

@@ -13,18 +13,20 @@ runs, and ``cancel_run``, ``retry_run`` and ``run_again`` for the actions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 
 from tasktronaut.errors import TasktronautError
 from tasktronaut.render import STATE_COLOURS
@@ -92,15 +94,24 @@ class RunAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         """The run list and a run's page (which takes the actions), under the admin's login."""
-        names = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
-            path("", self.admin_site.admin_view(self.changelist_view), name=f"{names}_changelist"),
+            path(
+                "",
+                self.admin_site.admin_view(self.changelist_view),
+                name=f"{self._names}_changelist",
+            ),
             path(
                 "<path:object_id>/change/",
-                self.admin_site.admin_view(self.run_view),
-                name=f"{names}_change",
+                # The actions store and send runs at once: never inside a request's
+                # transaction (ATOMIC_REQUESTS), which a worker could not see into.
+                transaction.non_atomic_requests(self.admin_site.admin_view(self.run_view)),
+                name=f"{self._names}_change",
             ),
         ]
+
+    @property
+    def _names(self) -> str:
+        return f"{self.opts.app_label}_{self.opts.model_name}"
 
     def backend(self) -> CeleryBackend:
         """The backend the pages read through: the project's."""
@@ -112,28 +123,30 @@ class RunAdmin(admin.ModelAdmin):
         """The newest runs, filtered by state, definition and date, or the run searched for."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        backend = self.backend()
+        request.current_app = self.admin_site.name
         query = request.GET
         searched = query.get("q", "").strip()
-        state = query.get("state") or None
-        definition = query.get("definition") or None
         created = query.get("created") or None
-        until = parse_datetime(query.get("until", "")) if query.get("until") else None
         errors: list[str] = []
-        if searched:
-            runs = _searched(backend, searched)
-        else:
-            try:
+        runs: list[Run] = []
+        definitions: list[tuple[str, str]] = []
+        try:
+            backend = self.backend()
+            until = _moment(query.get("until", ""))
+            if searched:
+                runs = _searched(backend, searched)
+            else:
                 runs = backend.runs(
-                    state=state,
-                    definition=definition,
+                    state=query.get("state") or None,
+                    definition=query.get("definition") or None,
                     since=DATE_CHOICES[created][1] if created in DATE_CHOICES else None,
                     until=until,
                     limit=self.list_per_page + 1,
                 )
-            except ValueError as error:
-                errors.append(str(error))
-                runs = []
+            definitions = _definitions(backend, query.get("definition") or None)
+        except (TasktronautError, ImproperlyConfigured, ValueError) as error:
+            errors.append(str(error))
+            until = None
         older = None
         if len(runs) > self.list_per_page:
             runs = runs[: self.list_per_page]
@@ -146,7 +159,7 @@ class RunAdmin(admin.ModelAdmin):
             "runs": [self._listed(run) for run in runs],
             "filters": [
                 _filter(query, "state", "By state", [(s.value, s.value) for s in RunState]),
-                _filter(query, "definition", "By definition", _definitions(backend, definition)),
+                _filter(query, "definition", "By definition", definitions),
                 _filter(
                     query,
                     "created",
@@ -158,7 +171,6 @@ class RunAdmin(admin.ModelAdmin):
             "errors": errors,
             "older": older,
             "newest": _query(query, until=None) if until else None,
-            "backend": backend,
             **(extra_context or {}),
         }
         return TemplateResponse(request, "tasktronaut/admin/run_list.html", context)
@@ -169,6 +181,7 @@ class RunAdmin(admin.ModelAdmin):
             "id": run.id,
             "url": self._run_url(run.id),
             "record": record,
+            "started": _local(record.started_at),
             "colours": STATE_COLOURS.get(record.state.value),
             "progress": listing.progress(record),
             "duration": listing.duration(record),
@@ -179,13 +192,13 @@ class RunAdmin(admin.ModelAdmin):
         """A run: its record, its steps, its graph coloured by state; POST takes an action."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        backend = self.backend()
-        run_id = unquote(object_id)
+        request.current_app = self.admin_site.name
         try:
-            run = backend.run(run_id)
-        except RunNotFoundError as error:
+            backend = self.backend()
+            run = backend.run(unquote(object_id))
+        except (TasktronautError, ImproperlyConfigured) as error:
             messages.error(request, str(error))
-            return HttpResponseRedirect(reverse("admin:tasktronaut_runrow_changelist"))
+            return HttpResponseRedirect(self._url("changelist"))
         if request.method == "POST":
             return self._act(request, backend, run)
         record = run.record
@@ -199,12 +212,24 @@ class RunAdmin(admin.ModelAdmin):
             "subtitle": None,
             "run": run,
             "record": record,
+            "times": {
+                name: _local(getattr(record, f"{name}_at"))
+                for name in ("created", "started", "finished")
+            },
             "colours": STATE_COLOURS.get(record.state.value),
             "progress": listing.progress(record),
             "duration": listing.duration(record),
-            "steps": [(step, STATE_COLOURS.get(step.state.value)) for step in steps],
-            "failing_step": _failing_step(record.step, names),
-            "graph": mark_safe(run.to_svg()),  # drawn by svg.py, which escapes every text
+            "steps": [
+                (
+                    step,
+                    STATE_COLOURS.get(step.state.value),
+                    _local(step.started_at),
+                    _local(step.finished_at),
+                )
+                for step in steps
+            ],
+            "failing_step": _failing_step_label(record.step, names),
+            "graph": _graph(run),
             "can_cancel": allowed["cancel"] and not record.state.finished,
             "can_retry": allowed["retry"]
             and record.state in (RunState.FAILURE, RunState.CANCELLED),
@@ -240,10 +265,45 @@ class RunAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(self._run_url(run.id))
 
     def _run_url(self, run_id: str) -> str:
-        return str(reverse("admin:tasktronaut_runrow_change", args=[quote(run_id)]))
+        return self._url("change", quote(run_id))
+
+    def _url(self, page: str, *args: str) -> str:
+        """The URL of one of these pages on this admin site."""
+        return str(reverse(f"{self.admin_site.name}:{self._names}_{page}", args=args))
 
 
-def _failing_step(path: str | None, names: dict[str, str]) -> str:
+def _graph(run: Run) -> SafeString | str:
+    """The run's picture (drawn by svg.py, which escapes every text), or why there is none.
+
+    Drawing rebuilds the run's tree from its definition as it is today, which
+    fails for a run of an earlier version or of a definition that changed or
+    cannot be imported here.
+    """
+    try:
+        return mark_safe(run.to_svg())
+    except TasktronautError as error:
+        return f"No graph: {error}"
+
+
+def _local(moment: datetime | None) -> datetime | None:
+    """``moment`` in the project's time zone, as the admin shows times (``USE_TZ`` or not)."""
+    if moment is None:
+        return None
+    local: datetime = timezone.localtime(moment, timezone.get_default_timezone())
+    return local
+
+
+def _moment(text: str) -> datetime | None:
+    """The time of the ``until`` parameter, if any; ``ValueError`` if it is not one."""
+    if not text:
+        return None
+    moment: datetime | None = parse_datetime(text)  # ValueError for 2024-13-45T00:00
+    if moment is None:
+        raise ValueError(f"until: {text!r} is not a date and time")
+    return moment
+
+
+def _failing_step_label(path: str | None, names: dict[str, str]) -> str:
     """Where the run failed: the step's path and name (a process's path has no name)."""
     if path is None:
         return ""

@@ -12,6 +12,7 @@ import functools
 import os
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from ...backend import CeleryBackend
 from ...locating import locate_backend
@@ -22,13 +23,20 @@ def project_app() -> str:
     configured = getattr(settings, "TASKTRONAUT_CELERY_APP", None)
     if configured:
         return str(configured)
-    return os.environ.get("DJANGO_SETTINGS_MODULE", "").rpartition(".")[0] or "celery"
+    package = os.environ.get("DJANGO_SETTINGS_MODULE", "").rpartition(".")[0]
+    if not package:
+        raise ImproperlyConfigured(
+            "cannot tell where the project's Celery app is: set TASKTRONAUT_CELERY_APP "
+            '(e.g. "proj.celery:app"), or DJANGO_SETTINGS_MODULE to a module of its package'
+        )
+    return package
 
 
 def project_backend() -> CeleryBackend:
     """The backend serving the project's app, found once per process.
 
-    Raises :class:`~tasktronaut_celery.AppNotFoundError` naming where it looked.
+    Raises :class:`~tasktronaut_celery.AppNotFoundError` naming where it looked,
+    or ``ImproperlyConfigured`` if the settings do not say where to look.
     """
     return _located(project_app())
 

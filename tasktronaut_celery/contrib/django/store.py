@@ -20,6 +20,7 @@ from django.db.models import F
 from django.utils import timezone as django_timezone
 from typing_extensions import override
 
+from ...store import RUN_TIMES
 from ...stores.relational import Range, RelationalRunStore, Table, Where
 from .models import ArrivalRow, ClaimRow, RunRow, StepRow
 
@@ -29,9 +30,6 @@ _MODELS: dict[Table, type[models.Model]] = {
     "steps": StepRow,
     "arrivals": ArrivalRow,
 }
-
-_TIMES = frozenset({"created_at", "finished_at", "settled_at", "started_at"})
-"""The columns that keep a time: seconds to the algorithm, datetimes in the models."""
 
 
 class DjangoRunStore(RelationalRunStore):
@@ -82,7 +80,7 @@ class DjangoRunStore(RelationalRunStore):
         if order_by is not None:
             rows = rows.order_by(order_by)
         selected = rows.values_list(*columns)
-        times = [index for index, column in enumerate(columns) if column in _TIMES]
+        times = [index for index, column in enumerate(columns) if column in RUN_TIMES]
         return [
             _from_columns(row, times) if times else row
             for row in (selected if limit is None else selected[:limit])
@@ -120,10 +118,12 @@ def _to_columns(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def _to_column(column: str, value: Any) -> Any:
     """A value of ``column`` as its model keeps it: a time (in seconds) as a datetime."""
-    if column not in _TIMES or value is None:
+    if column not in RUN_TIMES or value is None:
         return value
     moment = datetime.fromtimestamp(value, timezone.utc)
-    return moment if settings.USE_TZ else django_timezone.make_naive(moment)
+    if settings.USE_TZ:
+        return moment
+    return django_timezone.make_naive(moment, django_timezone.get_default_timezone())
 
 
 def _from_columns(row: tuple[Any, ...], times: Sequence[int]) -> tuple[Any, ...]:
@@ -133,6 +133,6 @@ def _from_columns(row: tuple[Any, ...], times: Sequence[int]) -> tuple[Any, ...]
         moment = values[index]
         if moment is not None:
             if django_timezone.is_naive(moment):  # USE_TZ off: in the project's time zone
-                moment = django_timezone.make_aware(moment)
+                moment = django_timezone.make_aware(moment, django_timezone.get_default_timezone())
             values[index] = moment.timestamp()
     return tuple(values)

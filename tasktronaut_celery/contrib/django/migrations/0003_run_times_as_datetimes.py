@@ -24,14 +24,17 @@ def _moment(seconds: float | None) -> datetime | None:
     if seconds is None:
         return None
     moment = datetime.fromtimestamp(seconds, timezone.utc)
-    return moment if settings.USE_TZ else django_timezone.make_naive(moment)
+    if settings.USE_TZ:
+        return moment
+    local: datetime = django_timezone.make_naive(moment, django_timezone.get_default_timezone())
+    return local
 
 
 def _seconds(moment: datetime | None) -> float | None:
     if moment is None:
         return None
     if django_timezone.is_naive(moment):
-        moment = django_timezone.make_aware(moment)
+        moment = django_timezone.make_aware(moment, django_timezone.get_default_timezone())
     return moment.timestamp()
 
 
@@ -39,15 +42,14 @@ def _copy(apps: Any, schema_editor: Any, source: str, target: str, convert: Any)
     """Copy each run's times from the columns ``<time><source>`` to ``<time><target>``."""
     runs = apps.get_model("tasktronaut", "RunRow").objects.using(schema_editor.connection.alias)
     fields = [name + target for name in _TIMES]
-    batch = []
-    for run in runs.only(*(name + source for name in _TIMES)).iterator(chunk_size=_BATCH):
-        for name in _TIMES:
-            setattr(run, name + target, convert(getattr(run, name + source)))
-        batch.append(run)
-        if len(batch) == _BATCH:
-            runs.bulk_update(batch, fields)
-            batch = []
-    if batch:
+    keys = list(runs.order_by("pk").values_list("pk", flat=True))
+    for start in range(0, len(keys), _BATCH):  # read a batch, then write it: never both at once
+        batch = list(
+            runs.filter(pk__in=keys[start : start + _BATCH]).only(*(n + source for n in _TIMES))
+        )
+        for run in batch:
+            for name in _TIMES:
+                setattr(run, name + target, convert(getattr(run, name + source)))
         runs.bulk_update(batch, fields)
 
 
