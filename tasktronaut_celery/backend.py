@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -13,8 +14,9 @@ from celery.app.defaults import DEFAULTS
 
 from tasktronaut import Process, ProcessDefinition, paths
 from tasktronaut.backend import NO_REDACTION
+from tasktronaut.builder import build_process
 
-from . import listing
+from . import listing, scheduling
 from .canvas import settle_signature
 from .claims import Claim
 from .dispatch import opening_signature, resend
@@ -387,6 +389,37 @@ class CeleryBackend:
                 ) from error
             raise
         return self._handle(run_id)
+
+    def beat_entry(
+        self,
+        definition: type[ProcessDefinition],
+        schedule: Any,
+        *,
+        identifier: str | None = None,
+        options: Mapping[str, bool] | None = None,
+        **arguments: Any,
+    ) -> dict[str, Any]:
+        """A value for ``app.conf.beat_schedule`` that starts a run at each tick of ``schedule``.
+
+        ``schedule`` is what Celery beat takes: seconds, a ``timedelta``, a
+        ``crontab`` or a ``solar``. The process is built once now, with its
+        ``options`` and ``arguments``, and its arguments serialized: a bad
+        entry raises here, when beat loads its schedule, naming the argument.
+        Each tick runs on a worker, which starts the run
+        ``<identifier>@<tick time>`` (``identifier`` by default the
+        definition's name and a digest of its arguments): a tick delivered
+        twice starts one run. See :doc:`/schedules`.
+        """
+        flags = dict(options or {})
+        probe = build_process(
+            definition, identifier="beat-entry-check", options=flags, arguments=arguments
+        )
+        self._prepare(probe)
+        return scheduling.beat_entry(definition, schedule, identifier, flags, arguments)
+
+    def start_scheduled(self, **fields: Any) -> str:
+        """Start the run of one tick of a beat entry (the message's ``fields``); its identifier."""
+        return scheduling.start_scheduled(self, **fields)
 
     def run_again(self, run_id: str) -> Run:
         """Enqueue a new run of ``run_id``'s definition with the same arguments and options.

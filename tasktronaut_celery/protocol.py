@@ -32,6 +32,8 @@ JOIN_TASK = "tasktronaut.join"
 BEGIN_TASK = "tasktronaut.begin"
 START_TASK = "tasktronaut.start"
 SETTLE_TASK = "tasktronaut.settle"
+SCHEDULE_TASK = "tasktronaut.scheduled"
+"""The task a beat entry names: it starts one run of the entry's process (not a runner task)."""
 
 FIELDS: Mapping[str, tuple[str, ...]] = {
     START_TASK: ("run",),

@@ -38,6 +38,7 @@ from .protocol import (
     BEGIN_TASK,
     JOIN_TASK,
     RUNNER_TASKS,
+    SCHEDULE_TASK,
     SETTLE_TASK,
     START_TASK,
     STEP_TASK,
@@ -87,6 +88,10 @@ class Serving(Protocol):
         """What the app's workers do with Tasktronaut messages."""
         ...
 
+    def start_scheduled(self, **fields: Any) -> str:
+        """Start the run of one tick of a beat entry; its identifier."""
+        ...
+
 
 def serve(app: Celery, backend: Serving) -> None:
     """Have ``backend`` serve ``app``'s Tasktronaut tasks, registering them on first use."""
@@ -105,6 +110,14 @@ def serve(app: Celery, backend: Serving) -> None:
 
     for name, handler in _HANDLERS.items():
         app.task(name=name, base=RunnerTask, **_TASK_OPTIONS)(_task_function(name, handler))
+    app.task(name=SCHEDULE_TASK, bind=True, shared=False)(_start_scheduled)
+
+
+def _start_scheduled(task: Task, **fields: Any) -> str:
+    """A beat tick: start its run (once, however often the tick is delivered)."""
+    backend = serving(task.app)
+    assert backend is not None, "a scheduled task of an app no backend serves"
+    return backend.start_scheduled(**fields)
 
 
 def serving(app: Celery) -> Serving | None:
