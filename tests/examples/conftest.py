@@ -49,6 +49,19 @@ def json_request(url: str, method: str = "GET") -> tuple[int, dict[str, Any]]:
             return error.code, json.load(error)
 
 
+def manage(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    """``python manage.py ARGUMENTS`` in the example's directory."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *arguments],
+        cwd=DJANGO_PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def flush(*urls: str) -> None:
     """Empty the Redis databases at ``urls``."""
     import redis

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ import pytest
 
 from tests.support import require_modules, unavailable
 
-from .conftest import DJANGO_PROJECT, REPOSITORY, json_request, wait_for_end
+from .conftest import DJANGO_PROJECT, REPOSITORY, json_request, manage, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -65,15 +63,7 @@ def superuser(project_env: dict[str, str], django_site: str) -> None:
         "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
         "DJANGO_SUPERUSER_EMAIL": "operator@example.com",
     }
-    created = subprocess.run(
-        [sys.executable, "manage.py", "createsuperuser", "--noinput"],
-        cwd=DJANGO_PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    created = manage(env, "createsuperuser", "--noinput")
     assert created.returncode == 0 or "already taken" in created.stderr, created.stderr
 
 

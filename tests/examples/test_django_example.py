@@ -9,15 +9,13 @@ fresh PostgreSQL database; the broker is Redis database 13.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from typing import Any
 
 import pytest
 
-from .conftest import DJANGO_PROJECT, json_request, wait_for_end
+from .conftest import json_request, manage, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -67,19 +65,6 @@ def test_fulfilling_is_post_only(django_site: str) -> None:
         urllib.request.urlopen(f"{django_site}/orders/42/fulfil/", timeout=10)
 
     assert error.value.code == 405
-
-
-def manage(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
-    """``python manage.py ARGUMENTS`` in the example's directory."""
-    return subprocess.run(
-        [sys.executable, "manage.py", *arguments],
-        cwd=DJANGO_PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_manage_py_tasktronaut_acts_on_the_projects_runs(
