@@ -7,6 +7,7 @@ see ``tasktronaut_celery``.
 
 from .backend import Backend
 from .builder import Builder
+from .concurrency import ConcurrencyLimit, ConcurrencyPolicy
 from .context import Context
 from .decorators import task
 from .definition import ProcessDefinition
@@ -36,6 +37,8 @@ __all__ = [
     "Builder",
     "BuilderStateError",
     "CancelProcessError",
+    "ConcurrencyLimit",
+    "ConcurrencyPolicy",
     "Context",
     "DefinitionError",
     "ExecutionMode",

@@ -7,7 +7,7 @@ gives. This module is the one place a backend (Celery today; RQ or Dramatiq
 tomorrow) reads to know what it implements and what it may call; it imports
 no broker library.
 
-A backend does four things, and the core does the rest:
+A backend does five things, and the core does the rest:
 
 1. **Plan.** Walk ``process.root`` (:func:`walk`; each :data:`Node` is a
    :class:`ProcessNode`, a block or a :class:`TaskNode`, with its ``path``:
@@ -27,7 +27,12 @@ A backend does four things, and the core does the rest:
    process per run, even when workers race: ``on_started`` before a process's
    first step, exactly one of ``on_completed``, ``on_failed`` and
    ``on_cancelled`` at its end.
-4. **Hide secrets.** Pass the run's :class:`Redactor` (built with
+4. **Keep concurrency limits.** A process whose definition declares a
+   ``concurrency_limit`` carries a :class:`ConcurrencyLimit`
+   (``process.concurrency``): at most ``limit`` runs of its ``key`` execute
+   at once, and the :class:`ConcurrencyPolicy` says what happens to a run
+   beyond that; a slot is freed when its run ends, however it ends.
+5. **Hide secrets.** Pass the run's :class:`Redactor` (built with
    :meth:`Redactor.of` from ``process.sensitive_arguments``) to both calls, and
    use it on whatever the backend shows: run records, logs, errors sent back.
 """
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from .concurrency import ConcurrencyLimit, ConcurrencyPolicy
 from .definition import ProcessDefinition, step_problem
 from .nodes import ExecutionMode, Node, ProcessNode, TaskNode, walk
 from .registry import reference_of, resolve_definition
@@ -50,6 +56,8 @@ __all__ = [
     "NO_REDACTION",
     "Arguments",
     "Backend",
+    "ConcurrencyLimit",
+    "ConcurrencyPolicy",
     "ExecutionMode",
     "Hook",
     "Node",

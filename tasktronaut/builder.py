@@ -23,6 +23,7 @@ from typing_extensions import Unpack
 from . import paths
 from .arguments import validate_arguments, validate_option
 from .calling import invoke, reserved_problems, signature_problem
+from .concurrency import limit_of
 from .context import Context
 from .decorators import task_metadata
 from .definition import ProcessDefinition, step_problem
@@ -148,7 +149,10 @@ def build_process(
     )
     state.finished = True
     state.check_options_read(name)
-    return Process(identifier=identifier, root=root, options=state.options)
+    concurrency = limit_of(definition, dict(root.arguments))
+    return Process(
+        identifier=identifier, root=root, options=state.options, concurrency=concurrency
+    )
 
 
 class Builder:

@@ -12,10 +12,12 @@ import inspect
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import registry
 from .calling import is_async
+from .concurrency import ConcurrencyPolicy, check_declaration
 from .errors import DefinitionError, UnknownDefinitionError
 from .nodes import ExecutionMode
 from .options import TaskOptions
@@ -30,6 +32,7 @@ logger = logging.getLogger("tasktronaut")
 
 _SYNCHRONOUS = (
     "define_process",
+    "concurrency_key",
     "on_started",
     "around_task",
     "on_completed",
@@ -51,7 +54,9 @@ class ProcessDefinition:
     another (the default) or concurrently; ``task_options`` sets defaults for
     every step of this definition (``@task(...)`` and ``builder.task(...)``
     override them per step); ``sensitive_arguments`` names the arguments whose
-    values Tasktronaut never shows.
+    values Tasktronaut never shows. ``concurrency_limit``,
+    ``concurrency_key`` and ``concurrency_policy`` keep runs from executing
+    side by side (single flight): see :doc:`/schedules`.
     """
 
     process_execution_mode: ClassVar[ExecutionMode] = ExecutionMode.SEQUENTIAL
@@ -64,6 +69,18 @@ class ProcessDefinition:
     A name marked by any definition of a process, or of its sub-processes, is
     sensitive for the whole run. Steps still receive the real values.
     """
+
+    concurrency_limit: ClassVar[int | None] = None
+    """How many runs of one :meth:`concurrency_key` may execute at once (``None``: any number).
+
+    Only the top-level definition's limit counts: a sub-process runs inside
+    its parent's slot.
+    """
+    concurrency_policy: ClassVar[ConcurrencyPolicy | str] = ConcurrencyPolicy.QUEUE
+    """What happens to a run enqueued while its key is at its limit: ``"queue"`` (wait,
+    in order of enqueue), ``"reject"`` (enqueue raises) or ``"skip"`` (dropped and logged)."""
+    concurrency_expires: ClassVar[timedelta] = timedelta(days=1)
+    """How long a run may hold its slot; a run that vanished (its messages lost) frees it then."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -93,6 +110,14 @@ class ProcessDefinition:
         from .builder import build_process  # builder imports this module
 
         return build_process(cls, identifier=identifier, options=options, arguments=kwargs)
+
+    def concurrency_key(self, **arguments: Any) -> str:
+        """What runs share a :attr:`concurrency_limit`: by default every run of this definition.
+
+        Called when the process is built, with its arguments; return, say,
+        ``f"invoice-{arguments['customer_id']}"`` to limit runs per customer.
+        """
+        return registry.reference_of(type(self))
 
     def on_started(self, identifier: str) -> None:
         """Called once when the process (or this sub-process) starts its first step."""
@@ -152,6 +177,7 @@ def _check_definition_class(cls: type[ProcessDefinition]) -> None:
             f"{cls.__qualname__}.task_options must be a TaskOptions(...), not {cls.task_options!r}"
         )
     sensitive_arguments_of(cls)
+    check_declaration(cls)
 
 
 def step_problem(definition: type[ProcessDefinition], method: object) -> str | None:

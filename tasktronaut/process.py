@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import nodes, render, svg
+from .concurrency import ConcurrencyLimit
 from .sensitive import Redactor, sensitive_arguments_of
 
 if TYPE_CHECKING:
@@ -21,13 +22,16 @@ NodeT = TypeVar("NodeT", bound=nodes.Node)
 class Process:
     """A built process: its run identifier, the options it was built with and its tree.
 
-    Two builds of the same definition with the same arguments and options
+    ``concurrency`` is the limit its runs execute under, if its definition
+    declares one (:attr:`ProcessDefinition.concurrency_limit
+    <tasktronaut.ProcessDefinition.concurrency_limit>`). Two builds of the same definition with the same arguments and options
     compare equal except for their identifiers.
     """
 
     identifier: str
     root: nodes.ProcessNode
     options: Mapping[str, Any]
+    concurrency: ConcurrencyLimit | None = None
 
     @property
     def definition(self) -> type[ProcessDefinition]:
