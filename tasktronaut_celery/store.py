@@ -400,6 +400,19 @@ class RunStore(ABC):
         """
 
     @abstractmethod
+    def slots(self, key: str) -> str | None:
+        """The slot list of concurrency ``key`` as stored (see :mod:`~tasktronaut_celery.slots`)."""
+
+    @abstractmethod
+    def put_slots_if(self, key: str, text: str, expected: str | None) -> bool:
+        """Store ``text`` as ``key``'s slot list only if it still is ``expected``; ``True`` if so.
+
+        ``None`` expects no list. Of two clients that read the same list and
+        change it, one wins; the other reads it again. What the text means is
+        :mod:`~tasktronaut_celery.slots`'s business: the store keeps it whole.
+        """
+
+    @abstractmethod
     def step(self, run_id: str, path: str) -> StepRecord | None:
         """The record of the step at ``path``, if it has started."""
 

@@ -40,6 +40,7 @@ class MemoryRunStore(RunStore):
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
         self._watchers: dict[str, set[threading.Event]] = {}
+        self._slots: dict[str, str] = {}
 
     def _tell_settled(self, run_id: str) -> None:
         """Wake the clients waiting on the run (called holding the lock)."""
@@ -256,6 +257,19 @@ class MemoryRunStore(RunStore):
             run.record = replace(
                 run.record, done=run.record.done + done, failed=run.record.failed + failed
             )
+
+    @override
+    def slots(self, key: str) -> str | None:
+        with self._lock:
+            return self._slots.get(key)
+
+    @override
+    def put_slots_if(self, key: str, text: str, expected: str | None) -> bool:
+        with self._lock:
+            if self._slots.get(key) != expected:
+                return False
+            self._slots[key] = text
+            return True
 
     @override
     def step(self, run_id: str, path: str) -> StepRecord | None:

@@ -427,6 +427,18 @@ return forgotten
 """
 )
 
+# KEYS: the slot list of a concurrency key. ARGV: the new text, the text expected ('' for
+# none), seconds to expire (0: never). Returns 1 if stored.
+_PUT_SLOTS_IF = """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[2] then return 0 end
+if tonumber(ARGV[3]) > 0 then
+    redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+else
+    redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
 _RUN_PARTS = ("run", "plan", "claims", "steps")
 
 _SWEEP = 4
@@ -454,6 +466,7 @@ class RedisRunStore(RunStore):
         self._resume = client.register_script(_RESUME)
         self._prune = client.register_script(_PRUNE)
         self._forget = client.register_script(_FORGET)
+        self._put_slots_if = client.register_script(_PUT_SLOTS_IF)
 
     def _key(self, run_id: str, part: str) -> str:
         return f"{self._prefix}:{{{run_id}}}:{part}"
@@ -795,6 +808,20 @@ class RedisRunStore(RunStore):
     ) -> bool:
         was = "" if expected is None else expected.encode()
         return self._write(run_id, "steps", path, record.encode(), "if", was)
+
+    @override
+    def slots(self, key: str) -> str | None:
+        stored = self._client.get(self._slots_key(key))
+        return None if stored is None else bytes(stored).decode()
+
+    @override
+    def put_slots_if(self, key: str, text: str, expected: str | None) -> bool:
+        # They expire with the runs: a list outliving its runs' records names nothing.
+        args = [text, expected or "", self._ttl]
+        return bool(self._put_slots_if(keys=[self._slots_key(key)], args=args))
+
+    def _slots_key(self, key: str) -> str:
+        return f"{self._prefix}:slots:{key}"
 
     @override
     def step(self, run_id: str, path: str) -> StepRecord | None:

@@ -3,7 +3,8 @@
 Four tables hold a run: ``runs`` (one row a run: its record, summary,
 progress and plan), ``claims`` (one row a claimed hook marker), ``steps`` (one
 row a step: its :meth:`StepRecord.encode` text) and ``arrivals`` (one row a
-chord member that has finished). Once-only changes are single statements the
+chord member that has finished); a fifth, ``slots``, holds the slot list of each
+concurrency key (one row a key). Once-only changes are single statements the
 database makes atomic: an insert that hits a unique key, or an update guarded
 by the current state. A step's end is counted in the run's progress in the
 transaction that writes it, the step's row compared-and-set on the record read
@@ -41,8 +42,9 @@ from ..store import (
     to_seconds,
 )
 
-Table = Literal["runs", "claims", "steps", "arrivals"]
+Table = Literal["runs", "claims", "steps", "arrivals", "slots"]
 TABLES: tuple[Table, ...] = ("runs", "claims", "steps", "arrivals")
+"""The tables that hold a run, each row under its ``run_id``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,6 +418,23 @@ class RelationalRunStore(RunStore):
                 return
             if self._insert_once("steps", row):
                 return
+
+    @override
+    def slots(self, key: str) -> str | None:
+        rows = self._select("slots", {"concurrency_key": key}, ("holders",))
+        return rows[0][0] if rows else None
+
+    @override
+    def put_slots_if(self, key: str, text: str, expected: str | None) -> bool:
+        if expected is not None:
+            where = {"concurrency_key": key, "holders": expected}
+            return bool(self._update("slots", where, {"holders": text}))
+        try:
+            with self._transaction():
+                self._insert("slots", {"concurrency_key": key, "holders": text})
+        except self._conflict:
+            return False
+        return True
 
     def _put_counted(
         self,

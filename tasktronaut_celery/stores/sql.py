@@ -1,8 +1,8 @@
 """Runs kept in the SQL database of Celery's ``db+...`` result backend (SQLAlchemy).
 
-Four tables beside Celery's own, created on first use as Celery creates its
-tables: ``tasktronaut_runs``, ``tasktronaut_claims``, ``tasktronaut_steps`` and
-``tasktronaut_arrivals``. A database an earlier version created is brought up
+Five tables beside Celery's own, created on first use as Celery creates its
+tables: ``tasktronaut_runs``, ``tasktronaut_claims``, ``tasktronaut_steps``,
+``tasktronaut_arrivals`` and ``tasktronaut_slots``. A database an earlier version created is brought up
 to date in place on first use: the columns and indexes it lacks are added (see
 :func:`upgrade`). The algorithm is :class:`~.relational.RelationalRunStore`'s;
 this module says how SQLAlchemy reads and writes their rows.
@@ -19,6 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import DatabaseError, IntegrityError, ProgrammingError
 from typing_extensions import override
+
+from tasktronaut.concurrency import KEY_LENGTH
 
 from .relational import DEFINITION_LENGTH, Range, RelationalRunStore, Table, Where
 
@@ -77,11 +79,20 @@ arrivals = sa.Table(
 )
 
 
+slots = sa.Table(
+    "tasktronaut_slots",
+    metadata,
+    sa.Column("concurrency_key", sa.String(KEY_LENGTH), primary_key=True),
+    sa.Column("holders", sa.Text, nullable=False),
+)
+
+
 _TABLES: dict[Table, sa.Table] = {
     "runs": runs,
     "claims": claims,
     "steps": steps,
     "arrivals": arrivals,
+    "slots": slots,
 }
 
 

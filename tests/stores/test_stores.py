@@ -1047,3 +1047,52 @@ def test_a_run_cancelled_before_it_started_gets_its_start_when_resumed(
     assert record is not None
     assert record.started_at is not None
     assert record.created_at <= record.started_at
+
+
+def test_a_slot_list_is_stored_once_then_compared_and_set(store: RunStore) -> None:
+    key = f"key-{time.time_ns()}"
+    assert store.slots(key) is None
+
+    assert store.put_slots_if(key, '[["a", 1, 60.0, 1.0]]', None)
+    assert not store.put_slots_if(key, "[]", None)  # a list is there: expecting none loses
+    assert not store.put_slots_if(key, "[]", '[["b", 1, 60.0, 1.0]]')
+    assert store.slots(key) == '[["a", 1, 60.0, 1.0]]'
+    assert store.put_slots_if(key, "[]", '[["a", 1, 60.0, 1.0]]')
+    assert store.slots(key) == "[]"
+
+
+def test_of_many_clients_taking_slots_at_once_two_hold_them_and_the_rest_queue(
+    store: RunStore,
+) -> None:
+    from tasktronaut.concurrency import ConcurrencyLimit, ConcurrencyPolicy
+    from tasktronaut_celery import slots
+
+    limit = ConcurrencyLimit(
+        f"key-{time.time_ns()}", 2, ConcurrencyPolicy.QUEUE, timedelta(hours=1)
+    )
+    runs = [f"run-{time.time_ns()}-{index}" for index in range(12)]
+    for run in runs:
+        store.create(run, PLAN)
+    start = threading.Barrier(len(runs))
+    takings: dict[str, slots.Taking] = {}
+
+    def take(run: str) -> None:
+        start.wait()
+        takings[run] = slots.take(store, run, limit, wait=True)
+
+    threads = [threading.Thread(target=take, args=(run,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    holders = sorted(run for run, taking in takings.items() if taking.granted)
+    assert len(takings) == len(runs)
+    assert len(holders) == 2
+    assert all(taking.queued for run, taking in takings.items() if run not in holders)
+    queue = [slot.run_id for slot in slots.decode(store.slots(limit.key))]
+    assert sorted(queue[:2]) == holders
+    assert sorted(queue) == sorted(runs)
+
+    store.finish(holders[0], RunState.SUCCESS)
+    assert slots.release(store, holders[0], limit.key) == (queue[2],)

@@ -1,8 +1,10 @@
-"""Tables for runs, hook claims and step records."""
+"""Tables for runs, hook claims, step records and the slots of concurrency keys."""
 
 from __future__ import annotations
 
 from django.db import models
+
+from tasktronaut.concurrency import KEY_LENGTH
 
 from ...stores.relational import DEFINITION_LENGTH
 
@@ -81,3 +83,10 @@ class StepRow(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run_id", "path"], name="tasktronaut_step_once")
         ]
+
+
+class SlotRow(models.Model):
+    """The runs holding or waiting for the slots of one concurrency key, as JSON."""
+
+    concurrency_key = models.CharField(max_length=KEY_LENGTH, primary_key=True)
+    holders = models.TextField()

@@ -22,13 +22,14 @@ from typing_extensions import override
 
 from ...store import RUN_TIMES
 from ...stores.relational import Range, RelationalRunStore, Table, Where
-from .models import ArrivalRow, ClaimRow, RunRow, StepRow
+from .models import ArrivalRow, ClaimRow, RunRow, SlotRow, StepRow
 
 _MODELS: dict[Table, type[models.Model]] = {
     "runs": RunRow,
     "claims": ClaimRow,
     "steps": StepRow,
     "arrivals": ArrivalRow,
+    "slots": SlotRow,
 }
 
 

@@ -1,0 +1,126 @@
+"""Single flight: the slots of a concurrency key, kept in the run store.
+
+Each key has one list, stored as one text the store compares-and-sets
+(:meth:`RunStore.put_slots_if <tasktronaut_celery.store.RunStore.put_slots_if>`):
+the runs that hold a slot and, behind them in order of enqueue, the runs that
+wait for one. Every change reads the list, tidies it, changes it and writes it
+back only if nobody wrote it meanwhile (else it starts again), so every store
+keeps the same algorithm with one primitive.
+
+Tidying drops the holders that no longer hold: a run that has ended (however:
+success, failure, cancel, a lost worker that failed it), a run whose record is
+gone, and a run that held its slot longer than its ``expires`` (its messages
+were lost with a broker, say). Then the waiting runs at the head of the list
+get the freed slots, in order; the caller sends the message that opens each.
+So a slot is handed on by whoever ends the run (:func:`release`), and at the
+latest by the next change to the key if that one was lost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import astuple, dataclass, replace
+
+from tasktronaut.concurrency import ConcurrencyLimit
+
+from .store import RunStore, now
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A run holding a slot of its key (``granted`` is when it got it) or waiting for one."""
+
+    run_id: str
+    limit: int
+    expires: float
+    granted: float | None = None
+
+
+def encode(slots: Iterable[Slot]) -> str:
+    """The text a store keeps for a key's list: one JSON array per run, in the list's order."""
+    return json.dumps([astuple(slot) for slot in slots])
+
+
+def decode(text: str | None) -> list[Slot]:
+    """The list :func:`encode` made (an empty one for a key never used)."""
+    return [Slot(*fields) for fields in json.loads(text)] if text else []
+
+
+@dataclass(frozen=True, slots=True)
+class Taking:
+    """What :func:`take` did: ``granted`` a slot, or queued the run, or neither.
+
+    ``holders`` are the runs holding the key's slots when none was granted;
+    ``handed_on`` the waiting runs that got a slot while the list was tidied,
+    whose opening messages the caller sends.
+    """
+
+    granted: bool
+    queued: bool
+    holders: tuple[str, ...]
+    handed_on: tuple[str, ...]
+
+
+def take(store: RunStore, run_id: str, limit: ConcurrencyLimit, *, wait: bool) -> Taking:
+    """Give ``run_id`` a slot of ``limit.key`` if one is free and nobody waits before it.
+
+    Otherwise the run is put at the end of the waiting runs if ``wait``, and
+    left out if not. Taking again a slot the run holds or waits for changes
+    nothing.
+    """
+    while True:
+        stored = store.slots(limit.key)
+        slots, handed_on = _tidy(store, decode(stored))
+        mine = next((slot for slot in slots if slot.run_id == run_id), None)
+        holders = tuple(slot.run_id for slot in slots if slot.granted is not None)
+        if mine is not None:
+            return Taking(mine.granted is not None, mine.granted is None, holders, handed_on)
+        waiting = len(slots) > len(holders)
+        slot = Slot(run_id, limit.limit, limit.expires.total_seconds())
+        granted = len(holders) < limit.limit and not waiting
+        if granted:
+            slots.append(replace(slot, granted=now()))
+        elif wait:
+            slots.append(slot)
+        text = encode(slots)
+        if text == stored or store.put_slots_if(limit.key, text, stored):
+            return Taking(granted, wait and not granted, () if granted else holders, handed_on)
+
+
+def release(store: RunStore, run_id: str, key: str) -> tuple[str, ...]:
+    """Free the slot ``run_id`` holds (or its place in the queue); the runs that now get one."""
+    while True:
+        stored = store.slots(key)
+        if stored is None:
+            return ()
+        slots, handed_on = _tidy(store, [slot for slot in decode(stored) if slot.run_id != run_id])
+        text = encode(slots)
+        if text == stored or store.put_slots_if(key, text, stored):
+            return handed_on
+
+
+def _tidy(store: RunStore, slots: list[Slot]) -> tuple[list[Slot], tuple[str, ...]]:
+    """The list without holders that no longer hold, and the waiting runs that got their slots."""
+    moment = now()
+    holding = [slot for slot in slots if slot.granted is not None and _holds(store, slot, moment)]
+    waiting = [slot for slot in slots if slot.granted is None]
+    handed_on: list[str] = []
+    # In order of enqueue: nobody overtakes the head of the queue.
+    while waiting and len(holding) < waiting[0].limit:
+        slot = waiting.pop(0)
+        record = store.record(slot.run_id)
+        if record is None or record.state.finished:
+            continue  # cancelled (or expired) while it waited
+        holding.append(replace(slot, granted=moment))
+        handed_on.append(slot.run_id)
+    return holding + waiting, tuple(handed_on)
+
+
+def _holds(store: RunStore, slot: Slot, moment: float) -> bool:
+    """Whether the run holding ``slot`` still holds it: it has not ended, vanished or expired."""
+    assert slot.granted is not None
+    if moment > slot.granted + slot.expires:
+        return False
+    record = store.record(slot.run_id)
+    return record is not None and not record.state.finished
