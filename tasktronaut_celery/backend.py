@@ -16,7 +16,7 @@ from tasktronaut import Process, ProcessDefinition, paths
 from tasktronaut.backend import NO_REDACTION
 from tasktronaut.builder import build_process
 
-from . import listing, scheduling
+from . import listing, scheduling, slots
 from .canvas import settle_signature
 from .claims import Claim
 from .dispatch import opening_signature, resend
@@ -30,6 +30,7 @@ from .errors import (
     UnsafeSerializerWarning,
     describe_error,
 )
+from .limits import free_slot, hand_on, take_slot
 from .plan import EncodedPlan, Plan, decode_plan, encode_plan, plan_process
 from .rebuilding import build_anew, tree_changes
 from .resumption import plan_resumption
@@ -255,9 +256,19 @@ class CeleryBackend:
         if not created:
             raise DuplicateRunError(plan.run_id)
         try:
+            send_now = take_slot(self.app, self.store, plan, self.control_queue)
+        except CONNECTION_ERRORS as error:
+            raise BrokerUnavailableError(
+                f"{run}: the result backend at {self.app.backend.as_uri()} did not answer "
+                f"when its concurrency slot was taken ({describe_error(error, NO_REDACTION)}); "
+                f"{self._forget(plan)}"
+            ) from error
+        if not send_now:
+            return  # it waits for a slot, or was skipped
+        try:
             opening_signature(self.app, plan, self.control_queue).apply_async()
         except BaseException as error:
-            kept = self._forget(plan.run_id)
+            kept = self._forget(plan)
             if isinstance(error, CONNECTION_ERRORS):
                 broker = self.app.connection_for_write().as_uri()
                 raise BrokerUnavailableError(
@@ -266,10 +277,11 @@ class CeleryBackend:
                 ) from error
             raise
 
-    def _forget(self, run_id: str) -> str:
+    def _forget(self, plan: Plan) -> str:
         """Delete a run that could not be sent; what is left of it, for the error message."""
         try:
-            self.store.delete(run_id)
+            self.store.delete(plan.run_id)
+            free_slot(self.app, self.store, plan, self.control_queue)
         except CONNECTION_ERRORS as error:
             return (
                 f"its stored record could not be deleted ({describe_error(error, NO_REDACTION)}) "
@@ -372,7 +384,9 @@ class CeleryBackend:
         resumption = plan_resumption(plan, record, steps, self.store.claimed(run_id))
         if resumption is None:
             raise RetryRefusedError(f"{refused}: nothing of it remains to be done")
+        self._take_slot_again(plan, refused)
         if not self.store.resume(run_id, record.resumes, resumption.reset, resumption.drop):
+            free_slot(self.app, self.store, plan, self.control_queue)
             raise RetryRefusedError(
                 f"{refused}: it changed meanwhile (retried by another client?)"
             )
@@ -380,6 +394,7 @@ class CeleryBackend:
             resend(self.app, plan, resumption.flow, self.control_queue, record.resumes + 1)
         except BaseException as error:
             self.store.finish(run_id, record.state, record.step, record.error, settled=True)
+            free_slot(self.app, self.store, plan, self.control_queue)
             if isinstance(error, CONNECTION_ERRORS):
                 broker = self.app.connection_for_write().as_uri()
                 raise BrokerUnavailableError(
@@ -389,6 +404,20 @@ class CeleryBackend:
                 ) from error
             raise
         return self._handle(run_id)
+
+    def _take_slot_again(self, plan: Plan, refused: str) -> None:
+        """Take a slot for a run about to be resumed, or refuse the retry: it would not wait."""
+        limit = plan.concurrency
+        if limit is None:
+            return
+        taking = slots.take(self.store, plan.run_id, limit, wait=False)
+        hand_on(self.app, self.store, self.control_queue, taking.handed_on)
+        if not taking.granted:
+            held = ", ".join(taking.holders) or "runs that ended meanwhile"
+            raise RetryRefusedError(
+                f"{refused} now: concurrency key {limit.key!r} is at its limit of {limit.limit} "
+                f"(held by {held}); retry once one of them has ended"
+            )
 
     def beat_entry(
         self,

@@ -4,13 +4,17 @@ They hang under Tasktronaut's root error::
 
     TasktronautError
     ├── UnsupportedAppError (ValueError)      the app's result backend cannot hold runs
+    ├── AppNotFoundError (LookupError)        an app reference names no Celery app
     ├── ArgumentNotSerializableError (TypeError)
     │                                         a step argument does not fit the serializer
     ├── DuplicateRunError (ValueError)        a run with that identifier exists already
+    ├── ConcurrencyLimitError (RuntimeError)  the run's concurrency key is at its limit
     ├── BrokerUnavailableError (kombu's OperationalError)
     │                                         the broker or the result backend did not
     │                                         answer at enqueue
     ├── RunNotFoundError (LookupError)        no run with that identifier is stored
+    ├── RetryRefusedError (ValueError)        a run cannot be retried (now)
+    │   └── PlanChangedError                  its definition builds another tree today
     ├── CorruptPlanError (ValueError)         a stored plan or message cannot be read
     ├── StepLostError (RuntimeError)          a step's worker was lost on every delivery
     ├── WorkerCodeMismatchError (tasktronaut's UnknownDefinitionError)
@@ -67,6 +71,25 @@ class DuplicateRunError(TasktronautError, ValueError):
         super().__init__(
             f"a run with identifier {run_id!r} already exists; attach to it with "
             f"backend.run({run_id!r}) instead of enqueueing it again"
+        )
+
+
+class ConcurrencyLimitError(TasktronautError, RuntimeError):
+    """A run was refused: its concurrency key is at its limit (policy ``"reject"``).
+
+    ``holders`` are the runs holding the key's slots; nothing of the refused
+    run was kept or sent.
+    """
+
+    def __init__(self, run: str, key: str, limit: int, holders: tuple[str, ...]) -> None:
+        self.key = key
+        self.limit = limit
+        self.holders = holders
+        held = ", ".join(holders) or "runs that ended meanwhile"
+        noun = "run" if len(holders) == 1 else "runs"
+        super().__init__(
+            f"{run} refused: concurrency key {key!r} is at its limit of {limit} "
+            f"(held by {noun} {held}); nothing was stored or sent"
         )
 
 

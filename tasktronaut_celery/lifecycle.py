@@ -13,7 +13,8 @@ that is claimed.
 
 *Settling* a run means one thing here: firing the end hooks an ended run still
 owes (``on_cancelled`` after a cancel, ``on_failed`` after a failure), then
-marking it settled in the run store, so nobody fires them again.
+marking it settled in the run store, so nobody fires them again, and letting
+go of what the run held (its concurrency slot, handed to the next run).
 """
 
 from __future__ import annotations
@@ -55,10 +56,13 @@ class Lifecycle:
     no further trip to the run store.
     """
 
-    def __init__(self, store: RunStore, plan: Plan) -> None:
+    def __init__(
+        self, store: RunStore, plan: Plan, on_settled: Callable[[], None] = lambda: None
+    ) -> None:
         self._store = store
         self._plan = plan
         self._run_id = plan.run_id
+        self._on_settled = on_settled
         self._claimed: set[Claim] = set()
 
     def start_processes(self, path: str) -> None:
@@ -79,8 +83,10 @@ class Lifecycle:
         for process in completes:
             if self._fire_once("on_completed", process, self._run_id):
                 self._store.claim(self._run_id, Claim.completed(process).marker)
-            if process == paths.ROOT:
-                self._store.finish(self._run_id, RunState.SUCCESS, settled=True)
+            if process == paths.ROOT and self._store.finish(
+                self._run_id, RunState.SUCCESS, settled=True
+            ):
+                self._on_settled()
 
     def guard(self, path: str, work: Callable[[], None]) -> None:
         """Run a control message's ``work``; if a hook in it raises, the run fails there."""
@@ -124,7 +130,7 @@ class Lifecycle:
             self.end_retries()
             self.fire_ended(path, "on_failed", step, error)
         finally:
-            self._store.settle(self._run_id)
+            self._settled()
 
     def fail_unrunnable(self, path: str, mismatch: str) -> NoReturn:
         """Fail the run, before anything of it runs here: this worker's code cannot run it.
@@ -139,7 +145,7 @@ class Lifecycle:
             try:
                 self.fire_ended(path, "on_failed", "<worker code>", error)
             finally:
-                self._store.settle(self._run_id)
+                self._settled()
         raise error
 
     def settle(self, state: RunState) -> None:
@@ -159,7 +165,12 @@ class Lifecycle:
                 error = ProcessError((record.error if record else None) or "the run failed")
                 self.fire_ended(path, "on_failed", name, error)
         finally:
-            self._store.settle(self._run_id)
+            self._settled()
+
+    def _settled(self) -> None:
+        """Mark the run settled, then let go of what it held (its concurrency slot)."""
+        self._store.settle(self._run_id)
+        self._on_settled()
 
     def fire_ended(self, path: str, hook: Hook, *args: Any) -> None:
         """Fire the end ``hook`` once for each process the run's end leaves unended.

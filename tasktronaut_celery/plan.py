@@ -18,13 +18,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from kombu.serialization import dumps, loads, prepare_accept_content
 from kombu.utils.encoding import bytes_to_str
 
 from tasktronaut import Process, TaskOptions, paths
-from tasktronaut.backend import Arguments, ProcessNode, Redactor, TaskNode, reference_of, walk
+from tasktronaut.backend import (
+    Arguments,
+    ConcurrencyLimit,
+    ConcurrencyPolicy,
+    ProcessNode,
+    Redactor,
+    TaskNode,
+    reference_of,
+    walk,
+)
 
 from . import compiler
 from .dispatch import Dispatch, choose
@@ -74,6 +84,7 @@ class Plan:
 
     ``sensitive_arguments`` are the names the run's definitions mark
     sensitive; ``redactor`` hides their values in what workers show.
+    ``concurrency`` is the limit the run executes under, whose slot its end frees.
     """
 
     run_id: str
@@ -84,6 +95,7 @@ class Plan:
     dispatch: Dispatch = Dispatch.CANVAS
     sensitive_arguments: frozenset[str] = frozenset()
     built_from: BuildInputs | None = field(default=None, repr=False)  # holds the arguments
+    concurrency: ConcurrencyLimit | None = None
     redactor: Redactor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -138,6 +150,7 @@ class Plan:
             "flow": compiler.to_data(self.flow),
             "dispatch": self.dispatch.value,
             "sensitive": sorted(self.sensitive_arguments),
+            "concurrency": _concurrency_data(self.concurrency),
         }
 
     @classmethod
@@ -180,8 +193,17 @@ class Plan:
             if build is not None:
                 arguments, options = build
                 built_from = BuildInputs(scopes[arguments], dict(options))
+            concurrency = _concurrency_from(data.get("concurrency"))  # absent from older plans
             plan = cls(
-                str(data["run"]), processes, steps, joins, flow, dispatch, sensitive, built_from
+                str(data["run"]),
+                processes,
+                steps,
+                joins,
+                flow,
+                dispatch,
+                sensitive,
+                built_from,
+                concurrency,
             )
         except CorruptPlanError:
             raise
@@ -205,6 +227,21 @@ class Plan:
         for step in self.steps.values():
             if step.process not in self.processes:
                 raise CorruptPlanError(f"step {step.path} belongs to an unknown process")
+
+
+def _concurrency_data(limit: ConcurrencyLimit | None) -> list[Any] | None:
+    if limit is None:
+        return None
+    return [limit.key, limit.limit, limit.policy.value, limit.expires.total_seconds()]
+
+
+def _concurrency_from(data: list[Any] | None) -> ConcurrencyLimit | None:
+    if data is None:
+        return None
+    key, limit, policy, expires = data
+    return ConcurrencyLimit(
+        str(key), int(limit), ConcurrencyPolicy(policy), timedelta(seconds=expires)
+    )
 
 
 class _Layers:
@@ -282,6 +319,7 @@ def plan_process(process: Process, canvas_limit: int | None = None, chords: bool
         choose(compiled, canvas_limit, chords),
         process.sensitive_arguments,
         BuildInputs(process.root.arguments, process.options),
+        process.concurrency,
     )
 
 

@@ -19,6 +19,7 @@ once per worker process and kept with what the worker knows of their run.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from .deliveries import DEFAULT_MAX_DELIVERIES, Admission, Deliveries, Verdict
 from .dispatch import Dispatcher, dispatcher
 from .errors import CorruptPlanError, describe_error, naming_time_limit
 from .lifecycle import HookFailed, Lifecycle
+from .limits import free_slot
 from .plan import EncodedPlan, Plan, PlannedStep, decode_plan
 from .protocol import RunEnded, reject, resume_of
 from .step_options import max_retries, retry_countdown
@@ -97,7 +99,7 @@ class Runner:
         known = self._cached(run_id)
         if known is not None and record is not None and known.created_at == record.created_at:
             if known.resumes != record.resumes:  # the hooks it saw claimed may be unclaimed now
-                known.lifecycle = Lifecycle(self._store, known.plan)
+                known.lifecycle = self._lifecycle(known.plan)
                 known.resumes = record.resumes
             return known, record
         encoded = self._store.plan(run_id)
@@ -123,12 +125,19 @@ class Runner:
             record.created_at,
             record.resumes,
             code_mismatch(plan),
-            Lifecycle(self._store, plan),
+            self._lifecycle(plan),
             dispatcher(plan, self._app, self._store, self._control_queue),
         )
         if len(self._known) > _PLAN_CACHE_SIZE:
             self._known.popitem(last=False)
         return known
+
+    def _lifecycle(self, plan: Plan) -> Lifecycle:
+        """The run's lifecycle; a run under a concurrency limit frees its slot as it settles."""
+        if plan.concurrency is None:
+            return Lifecycle(self._store, plan)
+        free = functools.partial(free_slot, self._app, self._store, plan, self._control_queue)
+        return Lifecycle(self._store, plan, free)
 
     def start(self, task: Task, run_id: str) -> None:
         """Fire the process's ``on_started``, then send what opens the run."""

@@ -189,3 +189,56 @@ def kill_outright(worker: subprocess.Popen[bytes]) -> None:
     subprocess.run(["pkill", "-KILL", "-P", str(worker.pid)], check=False)
     worker.kill()
     worker.wait()
+
+
+def single_flight_key(group: str) -> str:
+    """The Redis list where :class:`TwoAtATime`'s steps record entering and leaving."""
+    return f"test-single-flight:{group}"
+
+
+def single_flight_events(group: str) -> list[dict[str, str]]:
+    """What :class:`TwoAtATime` and :class:`OneAfterAKiller` runs of ``group`` did, in order."""
+    return [json.loads(raw) for raw in _events().lrange(single_flight_key(group), 0, -1)]
+
+
+class TwoAtATime(ProcessDefinition):
+    """At most two runs per group at once; a step waits at its run's gate."""
+
+    concurrency_limit = 2
+
+    def define_process(self, builder: Builder) -> None:
+        builder.expected_arguments(group=str)
+        builder.task(self.hold)
+        builder.task(self.done)
+
+    def concurrency_key(self, **arguments: Any) -> str:
+        return f"two-at-a-time-{arguments['group']}"
+
+    def hold(self, group: str, context: Context) -> None:
+        entered = {"run": context.process_id, "event": "enter"}
+        _events().rpush(single_flight_key(group), json.dumps(entered))
+        wait_for_gate(context.process_id)
+        left = {"run": context.process_id, "event": "leave"}
+        _events().rpush(single_flight_key(group), json.dumps(left))
+
+    def done(self) -> None:
+        pass
+
+
+class OneAfterAKiller(ProcessDefinition):
+    """One run per group at once; a run told to kills the worker child running it, every time."""
+
+    concurrency_limit = 1
+
+    def define_process(self, builder: Builder) -> None:
+        builder.expected_arguments(group=str, kill=bool)
+        builder.task(self.work)
+
+    def concurrency_key(self, **arguments: Any) -> str:
+        return f"one-after-a-killer-{arguments['group']}"
+
+    def work(self, group: str, kill: bool, context: Context) -> None:
+        entered = {"run": context.process_id, "event": "enter", "pid": str(os.getpid())}
+        _events().rpush(single_flight_key(group), json.dumps(entered))
+        if kill:
+            os.kill(os.getpid(), signal.SIGKILL)

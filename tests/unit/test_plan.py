@@ -131,6 +131,34 @@ def test_plan_survives_to_data_and_from_data(process: Process) -> None:
     assert Plan.from_data(plan.to_data()) == plan
 
 
+class Limited(ProcessDefinition):
+    concurrency_limit = 3
+    concurrency_policy = "skip"
+
+    def define_process(self, builder: Builder) -> None:
+        builder.expected_arguments(region=str)
+        builder.task(self.work)
+
+    def concurrency_key(self, **arguments: Any) -> str:
+        return f"limited-{arguments['region']}"
+
+    def work(self) -> None:
+        pass
+
+
+def test_the_concurrency_limit_is_planned_and_read_back_from_json() -> None:
+    """The key the build made, the limit, policy and expiry travel with the stored plan."""
+    plan = plan_process(Limited.build(region="eu"))
+
+    decoded = decode_plan(encode_plan(plan, "json"), ["json"])
+
+    assert decoded.concurrency == plan.concurrency
+    assert plan.concurrency is not None
+    assert (plan.concurrency.key, plan.concurrency.limit) == ("limited-eu", 3)
+    assert plan.concurrency.policy.value == "skip"
+    assert plan_process(complex_process()).concurrency is None
+
+
 def test_plan_survives_the_json_serializer() -> None:
     """A plan encoded with the json serializer decodes to an equal plan."""
     plan = plan_process(complex_process())
