@@ -86,3 +86,31 @@ class FulfilOrder(ProcessDefinition):
         if COURIER_DOWN.exists():
             raise CourierUnavailableError(f"order {order_id}: the courier's booking API is down")
         logger.info("order %d: courier booked", order_id)
+
+
+class ReconcileStock(ProcessDefinition):
+    """Nightly, per warehouse: count the shelves, then correct the stock levels.
+
+    Started by django-celery-beat (see the README); a run still counting when
+    the next one is due makes that one skip, rather than two counting at once.
+    """
+
+    concurrency_limit = 1
+    concurrency_policy = "skip"
+
+    def define_process(self, builder: Builder) -> None:
+        builder.expected_arguments(warehouse=str)
+        builder.task(self.count_shelves)
+        builder.task(self.correct_levels)
+
+    def concurrency_key(self, **arguments: Any) -> str:
+        """One reconciliation at a time per warehouse; other warehouses run side by side."""
+        return f"reconcile-stock-{arguments['warehouse']}"
+
+    @task(description="Count the shelves")
+    def count_shelves(self, warehouse: str) -> None:
+        logger.info("warehouse %s: shelves counted", warehouse)
+
+    @task(description="Correct the stock levels")
+    def correct_levels(self, warehouse: str) -> None:
+        logger.info("warehouse %s: stock levels corrected", warehouse)

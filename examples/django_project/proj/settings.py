@@ -1,8 +1,8 @@
 """Django settings for the Tasktronaut example project.
 
 Trimmed from ``django-admin startproject``: the admin (where the runs are
-listed, inspected, cancelled, resumed and run again), the JSON views, Celery
-and Tasktronaut. Set ``DATABASE_URL`` (e.g.
+listed, inspected, cancelled, resumed and run again, and the periodic tasks of
+django-celery-beat edited), the JSON views, Celery and Tasktronaut. Set ``DATABASE_URL`` (e.g.
 ``postgresql://user:password@localhost:5432/orders``) to use PostgreSQL
 instead of the SQLite file, and ``CELERY_BROKER_URL`` to use another broker.
 """
@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_results",  # the django-db result backend
+    "django_celery_beat",  # schedules kept in the database, edited in the admin
     "tasktronaut_celery.contrib.django",  # Tasktronaut's run tables and the runs admin
     "orders",
 ]
