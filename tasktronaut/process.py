@@ -24,8 +24,9 @@ class Process:
 
     ``concurrency`` is the limit its runs execute under, if its definition
     declares one (:attr:`ProcessDefinition.concurrency_limit
-    <tasktronaut.ProcessDefinition.concurrency_limit>`). Two builds of the same definition with the same arguments and options
-    compare equal except for their identifiers.
+    <tasktronaut.ProcessDefinition.concurrency_limit>`). Two builds of the
+    same definition with the same arguments and options compare equal except
+    for their identifiers.
     """
 
     identifier: str

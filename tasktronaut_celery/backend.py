@@ -16,7 +16,7 @@ from tasktronaut import Process, ProcessDefinition, paths
 from tasktronaut.backend import NO_REDACTION
 from tasktronaut.builder import build_process
 
-from . import listing, scheduling, slots
+from . import listing, scheduling
 from .canvas import settle_signature
 from .claims import Claim
 from .dispatch import opening_signature, resend
@@ -30,7 +30,7 @@ from .errors import (
     UnsafeSerializerWarning,
     describe_error,
 )
-from .limits import free_slot, hand_on, take_slot
+from .limits import free_slot, take_slot, take_slot_again
 from .plan import EncodedPlan, Plan, decode_plan, encode_plan, plan_process
 from .rebuilding import build_anew, tree_changes
 from .resumption import plan_resumption
@@ -208,6 +208,12 @@ class CeleryBackend:
         broker does not take the message (within the app's connection timeout
         and publish retry policy), the stored run is deleted again. Either
         raises :class:`BrokerUnavailableError`, naming the service.
+
+        A process under a concurrency limit takes a slot of its key first;
+        without one, its definition's ``concurrency_policy`` has it wait
+        PENDING (nothing is sent until a slot frees), refuses it
+        (:class:`ConcurrencyLimitError`, nothing kept) or ends it CANCELLED
+        as skipped: see :doc:`/schedules`.
         """
         plan, encoded, summary = self._prepare(process)
         self._store_and_send(plan, encoded, summary)
@@ -224,8 +230,9 @@ class CeleryBackend:
         ``using`` (Django's default one if ``None``), at once outside a
         transaction. The handle comes back at once with the run's id; the run
         exists from the commit on (before it, :attr:`Run.record` raises
-        :class:`RunNotFoundError`). A storing or sending error is raised from
-        the commit, which has happened.
+        :class:`RunNotFoundError`). A storing or sending error, or the
+        refusal of a run under a concurrency limit, is raised from the
+        commit, which has happened.
         """
         from django.db import transaction
 
@@ -384,7 +391,7 @@ class CeleryBackend:
         resumption = plan_resumption(plan, record, steps, self.store.claimed(run_id))
         if resumption is None:
             raise RetryRefusedError(f"{refused}: nothing of it remains to be done")
-        self._take_slot_again(plan, refused)
+        take_slot_again(self.app, self.store, plan, self.control_queue, refused)
         if not self.store.resume(run_id, record.resumes, resumption.reset, resumption.drop):
             free_slot(self.app, self.store, plan, self.control_queue)
             raise RetryRefusedError(
@@ -404,20 +411,6 @@ class CeleryBackend:
                 ) from error
             raise
         return self._handle(run_id)
-
-    def _take_slot_again(self, plan: Plan, refused: str) -> None:
-        """Take a slot for a run about to be resumed, or refuse the retry: it would not wait."""
-        limit = plan.concurrency
-        if limit is None:
-            return
-        taking = slots.take(self.store, plan.run_id, limit, wait=False)
-        hand_on(self.app, self.store, self.control_queue, taking.handed_on)
-        if not taking.granted:
-            held = ", ".join(taking.holders) or "runs that ended meanwhile"
-            raise RetryRefusedError(
-                f"{refused} now: concurrency key {limit.key!r} is at its limit of {limit.limit} "
-                f"(held by {held}); retry once one of them has ended"
-            )
 
     def beat_entry(
         self,

@@ -85,11 +85,11 @@ class ConcurrencyLimitError(TasktronautError, RuntimeError):
         self.key = key
         self.limit = limit
         self.holders = holders
-        held = ", ".join(holders) or "runs that ended meanwhile"
         noun = "run" if len(holders) == 1 else "runs"
+        held = f"{noun} {', '.join(holders)}" if holders else "runs that ended meanwhile"
         super().__init__(
             f"{run} refused: concurrency key {key!r} is at its limit of {limit} "
-            f"(held by {noun} {held}); nothing was stored or sent"
+            f"(held by {held}); nothing was stored or sent"
         )
 
 

@@ -57,12 +57,12 @@ class Lifecycle:
     """
 
     def __init__(
-        self, store: RunStore, plan: Plan, on_settled: Callable[[], None] = lambda: None
+        self, store: RunStore, plan: Plan, release: Callable[[], None] = lambda: None
     ) -> None:
         self._store = store
         self._plan = plan
         self._run_id = plan.run_id
-        self._on_settled = on_settled
+        self._release = release
         self._claimed: set[Claim] = set()
 
     def start_processes(self, path: str) -> None:
@@ -86,7 +86,7 @@ class Lifecycle:
             if process == paths.ROOT and self._store.finish(
                 self._run_id, RunState.SUCCESS, settled=True
             ):
-                self._on_settled()
+                self.release()
 
     def guard(self, path: str, work: Callable[[], None]) -> None:
         """Run a control message's ``work``; if a hook in it raises, the run fails there."""
@@ -167,10 +167,21 @@ class Lifecycle:
         finally:
             self._settled()
 
+    def release(self) -> None:
+        """Let go of what the ended run holds: its concurrency slot, handed to the next run.
+
+        Done as the run settles, and again (it is idempotent) by any message
+        of the run that arrives once it has ended, in case the worker that
+        settled it died before it let go.
+        """
+        self._release()
+
     def _settled(self) -> None:
-        """Mark the run settled, then let go of what it held (its concurrency slot)."""
-        self._store.settle(self._run_id)
-        self._on_settled()
+        """Let go of what the run held, then mark it settled."""
+        try:
+            self.release()
+        finally:
+            self._store.settle(self._run_id)
 
     def fire_ended(self, path: str, hook: Hook, *args: Any) -> None:
         """Fire the end ``hook`` once for each process the run's end leaves unended.

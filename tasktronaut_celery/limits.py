@@ -1,6 +1,7 @@
 """Keeping a definition's concurrency limit on Celery: a slot per run, taken and handed on.
 
-A client takes a slot for a run it has just stored (:func:`take_slot`): with
+A client takes a slot for a run it has just stored (:func:`take_slot`), or
+for an ended run it is about to retry (:func:`take_slot_again`): with
 one, the run's opening message goes out at once. Without, the definition's
 policy decides: ``queue`` leaves the run PENDING in the key's queue, and no
 message is sent until a slot is handed to it; ``reject`` forgets the run and
@@ -20,7 +21,7 @@ from tasktronaut.concurrency import ConcurrencyPolicy
 
 from . import slots
 from .dispatch import opening_signature
-from .errors import ConcurrencyLimitError
+from .errors import ConcurrencyLimitError, RetryRefusedError
 from .plan import decode_plan
 from .store import RunState
 
@@ -49,7 +50,7 @@ def take_slot(app: Celery, store: RunStore, plan: Plan, control_queue: str | Non
     if taking.granted:
         return True
     run = f"{plan.root.name} run {plan.run_id}"
-    held = ", ".join(taking.holders) or "runs that ended meanwhile"
+    held = held_by(taking.holders)
     if taking.queued:
         logger.info("%s waits for a slot of concurrency key %r (held by %s)", run, limit.key, held)
         return False
@@ -63,6 +64,31 @@ def take_slot(app: Celery, store: RunStore, plan: Plan, control_queue: str | Non
     store.finish(plan.run_id, RunState.CANCELLED, error=reason, settled=True)
     logger.warning("%s %s", run, reason)
     return False
+
+
+def take_slot_again(
+    app: Celery, store: RunStore, plan: Plan, control_queue: str | None, refused: str
+) -> None:
+    """Take a slot for ``plan``'s ended run, about to be retried; a retry does not wait.
+
+    Raises :class:`RetryRefusedError` (its message begins with ``refused``)
+    while the run's key is at its limit.
+    """
+    limit = plan.concurrency
+    if limit is None:
+        return
+    taking = slots.take(store, plan.run_id, limit, wait=False)
+    hand_on(app, store, control_queue, taking.handed_on)
+    if not taking.granted:
+        raise RetryRefusedError(
+            f"{refused} now: concurrency key {limit.key!r} is at its limit of {limit.limit} "
+            f"(held by {held_by(taking.holders)}); retry once one of them has ended"
+        )
+
+
+def held_by(holders: tuple[str, ...]) -> str:
+    """The runs holding a key's slots, as messages name them."""
+    return ", ".join(holders) or "runs that ended meanwhile"
 
 
 def free_slot(app: Celery, store: RunStore, plan: Plan, control_queue: str | None) -> None:

@@ -230,12 +230,14 @@ class Plan:
 
 
 def _concurrency_data(limit: ConcurrencyLimit | None) -> list[Any] | None:
+    """The limit as the plan stores it: key, limit, policy and expiry in seconds."""
     if limit is None:
         return None
     return [limit.key, limit.limit, limit.policy.value, limit.expires.total_seconds()]
 
 
 def _concurrency_from(data: list[Any] | None) -> ConcurrencyLimit | None:
+    """The limit :func:`_concurrency_data` stored (``None`` in a plan of an unlimited run)."""
     if data is None:
         return None
     key, limit, policy, expires = data

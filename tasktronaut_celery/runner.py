@@ -408,7 +408,8 @@ class Runner:
         """Leave unless ``admission`` lets the message go on; check the worker's code; RUNNING.
 
         A run that has ended skips the message (its end hooks fire here if the
-        message is the one whose worker died while ending it); a duplicate is
+        message is the one whose worker died while ending it, and its
+        concurrency slot is let go again, in case that worker died before); a duplicate is
         ignored. The code check comes before anything else of the run runs
         here: it is made once per plan per worker process (the verdict is kept
         with the plan), whichever message of the run the worker sees first.
@@ -417,6 +418,8 @@ class Runner:
         if admission.verdict is Verdict.ENDED:
             if admission.settle is not None:
                 known.lifecycle.settle(admission.settle)
+            else:
+                known.lifecycle.release()
             raise RunEnded()
         if admission.verdict is Verdict.STALE:
             raise Ignore()

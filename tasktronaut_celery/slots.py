@@ -19,12 +19,12 @@ latest by the next change to the key if that one was lost.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import astuple, dataclass, replace
 
 from tasktronaut.concurrency import ConcurrencyLimit
 
-from .store import RunStore, now
+from .store import RunStore, now, to_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +37,12 @@ class Slot:
     granted: float | None = None
 
 
-def encode(slots: Iterable[Slot]) -> str:
-    """The text a store keeps for a key's list: one JSON array per run, in the list's order."""
-    return json.dumps([astuple(slot) for slot in slots])
+def encode(slots: Sequence[Slot]) -> str | None:
+    """The text a store keeps for a key's list: one JSON array per run, in the list's order.
+
+    ``None`` for an empty list: the store then keeps nothing for the key.
+    """
+    return json.dumps([astuple(slot) for slot in slots]) if slots else None
 
 
 def decode(text: str | None) -> list[Slot]:
@@ -67,25 +70,26 @@ def take(store: RunStore, run_id: str, limit: ConcurrencyLimit, *, wait: bool) -
 
     Otherwise the run is put at the end of the waiting runs if ``wait``, and
     left out if not. Taking again a slot the run holds or waits for changes
-    nothing.
+    nothing but the list's tidying.
     """
     while True:
         stored = store.slots(limit.key)
         slots, handed_on = _tidy(store, decode(stored))
-        mine = next((slot for slot in slots if slot.run_id == run_id), None)
         holders = tuple(slot.run_id for slot in slots if slot.granted is not None)
-        if mine is not None:
-            return Taking(mine.granted is not None, mine.granted is None, holders, handed_on)
-        waiting = len(slots) > len(holders)
-        slot = Slot(run_id, limit.limit, limit.expires.total_seconds())
-        granted = len(holders) < limit.limit and not waiting
-        if granted:
-            slots.append(replace(slot, granted=now()))
-        elif wait:
-            slots.append(slot)
+        mine = next((slot for slot in slots if slot.run_id == run_id), None)
+        if mine is None:
+            mine = Slot(run_id, limit.limit, limit.expires.total_seconds())
+            if len(holders) < limit.limit and len(slots) == len(holders):  # nobody waits
+                mine = replace(mine, granted=now())
+            if mine.granted is not None or wait:
+                slots.append(mine)
         text = encode(slots)
         if text == stored or store.put_slots_if(limit.key, text, stored):
-            return Taking(granted, wait and not granted, () if granted else holders, handed_on)
+            granted = mine.granted is not None
+            others = tuple(run for run in handed_on if run != run_id)  # it is the caller's own
+            return Taking(
+                granted, not granted and mine in slots, () if granted else holders, others
+            )
 
 
 def release(store: RunStore, run_id: str, key: str) -> tuple[str, ...]:
@@ -117,10 +121,23 @@ def _tidy(store: RunStore, slots: list[Slot]) -> tuple[list[Slot], tuple[str, ..
     return holding + waiting, tuple(handed_on)
 
 
+RETRY_GRACE = 60.0
+"""Seconds a run that has ended holds a slot taken after its end: a retry is reopening it."""
+
+
 def _holds(store: RunStore, slot: Slot, moment: float) -> bool:
-    """Whether the run holding ``slot`` still holds it: it has not ended, vanished or expired."""
+    """Whether the run holding ``slot`` still holds it: it has not ended, vanished or expired.
+
+    A retry takes its run's slot before it reopens the run: a slot taken
+    after the run ended, moments ago, is held by that retry.
+    """
     assert slot.granted is not None
     if moment > slot.granted + slot.expires:
         return False
     record = store.record(slot.run_id)
-    return record is not None and not record.state.finished
+    if record is None:
+        return False
+    if not record.state.finished:
+        return True
+    ended = to_seconds(record.finished_at) if record.finished_at is not None else moment
+    return ended <= slot.granted and moment - slot.granted < RETRY_GRACE

@@ -404,10 +404,11 @@ class RunStore(ABC):
         """The slot list of concurrency ``key`` as stored (see :mod:`~tasktronaut_celery.slots`)."""
 
     @abstractmethod
-    def put_slots_if(self, key: str, text: str, expected: str | None) -> bool:
+    def put_slots_if(self, key: str, text: str | None, expected: str | None) -> bool:
         """Store ``text`` as ``key``'s slot list only if it still is ``expected``; ``True`` if so.
 
-        ``None`` expects no list. Of two clients that read the same list and
+        ``None`` expects no list; a ``text`` of ``None`` deletes the list (a
+        key nobody holds or waits for keeps nothing). Of two clients that read the same list and
         change it, one wins; the other reads it again. What the text means is
         :mod:`~tasktronaut_celery.slots`'s business: the store keeps it whole.
         """

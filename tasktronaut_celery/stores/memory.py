@@ -264,11 +264,14 @@ class MemoryRunStore(RunStore):
             return self._slots.get(key)
 
     @override
-    def put_slots_if(self, key: str, text: str, expected: str | None) -> bool:
+    def put_slots_if(self, key: str, text: str | None, expected: str | None) -> bool:
         with self._lock:
             if self._slots.get(key) != expected:
                 return False
-            self._slots[key] = text
+            if text is None:
+                self._slots.pop(key, None)
+            else:
+                self._slots[key] = text
             return True
 
     @override

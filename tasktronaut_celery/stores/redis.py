@@ -427,11 +427,13 @@ return forgotten
 """
 )
 
-# KEYS: the slot list of a concurrency key. ARGV: the new text, the text expected ('' for
-# none), seconds to expire (0: never). Returns 1 if stored.
+# KEYS: the slot list of a concurrency key. ARGV: the new text ('' deletes it), the text
+# expected ('' for none), seconds to expire (0: never). Returns 1 if stored.
 _PUT_SLOTS_IF = """
 if (redis.call('GET', KEYS[1]) or '') ~= ARGV[2] then return 0 end
-if tonumber(ARGV[3]) > 0 then
+if ARGV[1] == '' then
+    redis.call('DEL', KEYS[1])
+elseif tonumber(ARGV[3]) > 0 then
     redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 else
     redis.call('SET', KEYS[1], ARGV[1])
@@ -815,9 +817,9 @@ class RedisRunStore(RunStore):
         return None if stored is None else bytes(stored).decode()
 
     @override
-    def put_slots_if(self, key: str, text: str, expected: str | None) -> bool:
+    def put_slots_if(self, key: str, text: str | None, expected: str | None) -> bool:
         # They expire with the runs: a list outliving its runs' records names nothing.
-        args = [text, expected or "", self._ttl]
+        args = [text or "", expected or "", self._ttl]
         return bool(self._put_slots_if(keys=[self._slots_key(key)], args=args))
 
     def _slots_key(self, key: str) -> str:

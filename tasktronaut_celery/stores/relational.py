@@ -425,10 +425,18 @@ class RelationalRunStore(RunStore):
         return rows[0][0] if rows else None
 
     @override
-    def put_slots_if(self, key: str, text: str, expected: str | None) -> bool:
+    def put_slots_if(self, key: str, text: str | None, expected: str | None) -> bool:
         if expected is not None:
             where = {"concurrency_key": key, "holders": expected}
-            return bool(self._update("slots", where, {"holders": text}))
+            if text is not None:
+                return bool(self._update("slots", where, {"holders": text}))
+            with self._transaction():  # the row held until it is gone: no write comes between
+                if not self._select("slots", where, ("concurrency_key",), lock=True):
+                    return False
+                self._delete("slots", {"concurrency_key": key})
+            return True
+        if text is None:
+            return self.slots(key) is None
         try:
             with self._transaction():
                 self._insert("slots", {"concurrency_key": key, "holders": text})

@@ -2,8 +2,9 @@
 
 Five tables beside Celery's own, created on first use as Celery creates its
 tables: ``tasktronaut_runs``, ``tasktronaut_claims``, ``tasktronaut_steps``,
-``tasktronaut_arrivals`` and ``tasktronaut_slots``. A database an earlier version created is brought up
-to date in place on first use: the columns and indexes it lacks are added (see
+``tasktronaut_arrivals`` and ``tasktronaut_slots``. A database an earlier
+version created is brought up to date in place on first use: the tables it
+lacks are created, the columns and indexes it lacks added (see
 :func:`upgrade`). The algorithm is :class:`~.relational.RelationalRunStore`'s;
 this module says how SQLAlchemy reads and writes their rows.
 """

@@ -242,3 +242,28 @@ class OneAfterAKiller(ProcessDefinition):
         _events().rpush(single_flight_key(group), json.dumps(entered))
         if kill:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class OneOrRefused(ProcessDefinition):
+    """One run per group at once, another refused; its step waits at its run's gate."""
+
+    concurrency_limit = 1
+    concurrency_policy = "reject"
+
+    def define_process(self, builder: Builder) -> None:
+        builder.expected_arguments(group=str)
+        builder.task(self.hold)
+
+    def concurrency_key(self, **arguments: Any) -> str:
+        return f"{type(self).__name__}-{arguments['group']}"
+
+    def hold(self, group: str, context: Context) -> None:
+        entered = {"run": context.process_id, "event": "enter"}
+        _events().rpush(single_flight_key(group), json.dumps(entered))
+        wait_for_gate(context.process_id)
+
+
+class OneOrSkipped(OneOrRefused):
+    """One run per group at once, another skipped."""
+
+    concurrency_policy = "skip"

@@ -1059,6 +1059,10 @@ def test_a_slot_list_is_stored_once_then_compared_and_set(store: RunStore) -> No
     assert store.slots(key) == '[["a", 1, 60.0, 1.0]]'
     assert store.put_slots_if(key, "[]", '[["a", 1, 60.0, 1.0]]')
     assert store.slots(key) == "[]"
+    assert not store.put_slots_if(key, None, '[["a", 1, 60.0, 1.0]]')
+    assert store.put_slots_if(key, None, "[]")  # deleted: the key keeps nothing
+    assert store.slots(key) is None
+    assert store.put_slots_if(key, '[["b", 1, 60.0, 1.0]]', None)
 
 
 def test_of_many_clients_taking_slots_at_once_two_hold_them_and_the_rest_queue(
@@ -1096,3 +1100,7 @@ def test_of_many_clients_taking_slots_at_once_two_hold_them_and_the_rest_queue(
 
     store.finish(holders[0], RunState.SUCCESS)
     assert slots.release(store, holders[0], limit.key) == (queue[2],)
+    for run in runs:
+        store.finish(run, RunState.SUCCESS)
+        slots.release(store, run, limit.key)
+    assert store.slots(limit.key) is None  # nobody holds or waits: nothing is kept
