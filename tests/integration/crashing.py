@@ -267,3 +267,21 @@ class OneOrSkipped(OneOrRefused):
     """One run per group at once, another skipped."""
 
     concurrency_policy = "skip"
+
+
+class OneAtATime(ProcessDefinition):
+    """One run per group at once, the others queued; its step reports each delivery and waits."""
+
+    concurrency_limit = 1
+
+    def define_process(self, builder: Builder) -> None:
+        builder.expected_arguments(group=str)
+        builder.task(self.wait_at_gate)
+
+    def concurrency_key(self, **arguments: Any) -> str:
+        return f"one-at-a-time-{arguments['group']}"
+
+    def wait_at_gate(self, context: Context) -> None:
+        delivery = {"pid": os.getpid(), "ppid": os.getppid(), "at": time.time()}
+        _events().rpush(deliveries_key(context.process_id), json.dumps(delivery))
+        wait_for_gate(context.process_id)
