@@ -28,7 +28,7 @@ from tasktronaut import ProcessDefinition
 from tasktronaut.builder import build_process
 from tasktronaut.registry import reference_of, resolve_definition
 
-from .errors import DuplicateRunError
+from .errors import ConcurrencyLimitError, DuplicateRunError
 from .protocol import SCHEDULE_TASK
 
 if TYPE_CHECKING:
@@ -83,7 +83,9 @@ def start_scheduled(
 
     ``tick`` is when beat sent the message (seconds since the epoch); an entry
     made by hand (django-celery-beat's admin) has none, and the worker's clock
-    stands in. The message's fields are those of :func:`beat_entry`.
+    stands in. The message's fields are those of :func:`beat_entry`. A tick
+    refused by the definition's concurrency limit (policy ``"reject"``) is
+    logged, not raised: the task has nobody to raise it to.
     """
     resolved = resolve_definition(definition)
     moment = _bucket(time.time() if tick is None else tick, every)
@@ -99,6 +101,8 @@ def start_scheduled(
         backend.enqueue(process)
     except DuplicateRunError:
         logger.info("%s: the run of this tick was started already", identifier)
+    except ConcurrencyLimitError as refused:  # policy "reject": nobody to raise it to
+        logger.warning("%s: not started this tick: %s", identifier, refused)
     return identifier
 
 

@@ -255,6 +255,25 @@ def test_skip_drops_the_run_and_says_why(
     assert holder.wait(timeout=TIMEOUT).state is RunState.SUCCESS
 
 
+def test_a_tick_refused_by_the_limit_is_logged_not_raised(
+    embedded: EmbeddedBackend, gates: Gates, caplog: pytest.LogCaptureFixture
+) -> None:
+    holder = embedded.enqueue(Exclusive.build(identifier="tick-holder", name="tick-holder"))
+    gates.wait_entered(1)
+    entry = embedded.beat_entry(Exclusive, 60.0, identifier="exclusive-tick", name="ticked")
+    kwargs = {**entry["kwargs"], "tick": 1_800_000_000.0}
+
+    result = embedded.app.tasks[entry["task"]].delay(**kwargs)
+    identifier = result.get(timeout=TIMEOUT, disable_sync_subtasks=False)
+
+    assert identifier == "exclusive-tick@20270115T080000Z"
+    assert embedded.store.record(identifier) is None
+    assert f"{identifier}: not started this tick" in caplog.text
+    assert "held by run tick-holder" in caplog.text
+    gates.open("tick-holder")
+    assert holder.wait(timeout=TIMEOUT).state is RunState.SUCCESS
+
+
 def test_a_retry_takes_a_slot_or_is_refused(embedded: EmbeddedBackend, gates: Gates) -> None:
     FAILING.add("retried")
     failed = embedded.enqueue(Flaky.build(identifier="retried", name="retried"))
