@@ -419,7 +419,7 @@ class Runner:
             if admission.settle is not None:
                 known.lifecycle.settle(admission.settle)
             else:
-                known.lifecycle.release()
+                self._let_go(known)
             raise RunEnded()
         if admission.verdict is Verdict.STALE:
             raise Ignore()
@@ -429,6 +429,13 @@ class Runner:
             raise Ignore()
         if not admission.running:
             self._store.mark_running(known.plan.run_id)
+
+    def _let_go(self, known: _Known) -> None:
+        """Let go of the ended run's slot again; the message is skipped whatever happens here."""
+        try:
+            known.lifecycle.release()
+        except Exception:
+            logger.exception("run %s: its concurrency slot could not be let go", known.plan.run_id)
 
     def _fail_step(
         self, known: _Known, step: PlannedStep, record: StepRecord, error: Exception

@@ -93,12 +93,23 @@ def take(store: RunStore, run_id: str, limit: ConcurrencyLimit, *, wait: bool) -
 
 
 def release(store: RunStore, run_id: str, key: str) -> tuple[str, ...]:
-    """Free the slot ``run_id`` holds (or its place in the queue); the runs that now get one."""
+    """Free the slot ``run_id`` holds (or its place in the queue); the runs that now get one.
+
+    A slot the run holds again, for a retry reopening it, is kept: a late
+    message of the run's earlier attempt, or a client whose retry lost to
+    another's, lets go of nothing.
+    """
     while True:
         stored = store.slots(key)
         if stored is None:
             return ()
-        slots, handed_on = _tidy(store, [slot for slot in decode(stored) if slot.run_id != run_id])
+        moment = now()
+        kept = [
+            slot
+            for slot in decode(stored)
+            if slot.run_id != run_id or (slot.granted is not None and _holds(store, slot, moment))
+        ]
+        slots, handed_on = _tidy(store, kept)
         text = encode(slots)
         if text == stored or store.put_slots_if(key, text, stored):
             return handed_on
@@ -129,7 +140,9 @@ def _holds(store: RunStore, slot: Slot, moment: float) -> bool:
     """Whether the run holding ``slot`` still holds it: it has not ended, vanished or expired.
 
     A retry takes its run's slot before it reopens the run: a slot taken
-    after the run ended, moments ago, is held by that retry.
+    after the run ended, moments ago, is held by that retry. (The times come
+    from the clocks of the client that took the slot and of the worker that
+    ended the run: hosts kept in time, as Celery's ETAs need them anyway.)
     """
     assert slot.granted is not None
     if moment > slot.granted + slot.expires:

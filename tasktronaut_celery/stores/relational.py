@@ -194,8 +194,8 @@ class RelationalRunStore(RunStore):
         """How many rows ``where`` picks."""
 
     @abstractmethod
-    def _delete(self, table: Table, where: Where) -> None:
-        """Delete the rows ``where`` picks."""
+    def _delete(self, table: Table, where: Where) -> int:
+        """Delete the rows ``where`` picks; how many those were."""
 
     @override
     def create(self, run_id: str, plan: EncodedPlan, summary: RunSummary = NO_SUMMARY) -> bool:
@@ -428,13 +428,9 @@ class RelationalRunStore(RunStore):
     def put_slots_if(self, key: str, text: str | None, expected: str | None) -> bool:
         if expected is not None:
             where = {"concurrency_key": key, "holders": expected}
-            if text is not None:
-                return bool(self._update("slots", where, {"holders": text}))
-            with self._transaction():  # the row held until it is gone: no write comes between
-                if not self._select("slots", where, ("concurrency_key",), lock=True):
-                    return False
-                self._delete("slots", {"concurrency_key": key})
-            return True
+            if text is None:  # one statement, compared on the text: no write comes between
+                return bool(self._delete("slots", where))
+            return bool(self._update("slots", where, {"holders": text}))
         if text is None:
             return self.slots(key) is None
         try:

@@ -183,10 +183,10 @@ class SqlRunStore(RelationalRunStore):
             return int(connection.execute(query).scalar_one())
 
     @override
-    def _delete(self, table: Table, where: Where) -> None:
+    def _delete(self, table: Table, where: Where) -> int:
         rows = _TABLES[table]
         with self._connection() as connection:
-            connection.execute(rows.delete().where(*_match(rows, where)))
+            return connection.execute(rows.delete().where(*_match(rows, where))).rowcount
 
     @contextmanager
     def _connection(self) -> Iterator[sa.Connection]:

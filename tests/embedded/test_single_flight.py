@@ -364,3 +364,16 @@ def test_a_retried_run_holds_the_slot_it_took_before_it_reopens() -> None:
     other = slot_lists.take(store, "other", ONE, wait=False)
 
     assert (other.granted, other.holders) == (False, ("retried",))
+
+
+def test_a_late_release_keeps_the_slot_a_retry_took() -> None:
+    """A stray message of the failed attempt, or a client whose retry lost, lets go of nothing."""
+    store = memory_runs("retried", "other")
+    slot_lists.take(store, "retried", ONE, wait=False)
+    store.finish("retried", RunState.FAILURE)
+    slot_lists.release(store, "retried", "key")  # as it settled
+    assert slot_lists.take(store, "retried", ONE, wait=False).granted  # the retry
+
+    slot_lists.release(store, "retried", "key")
+
+    assert not slot_lists.take(store, "other", ONE, wait=False).granted

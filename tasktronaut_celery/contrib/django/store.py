@@ -92,8 +92,9 @@ class DjangoRunStore(RelationalRunStore):
         return int(_rows(table, where).count())
 
     @override
-    def _delete(self, table: Table, where: Where) -> None:
-        _rows(table, where).delete()
+    def _delete(self, table: Table, where: Where) -> int:
+        deleted, _ = _rows(table, where).delete()
+        return int(deleted)
 
 
 def _rows(table: Table, where: Where) -> models.QuerySet[Any]:
