@@ -176,7 +176,13 @@ def print_throughput(
             f"= {ratio(ours.per_second, theirs.per_second)}"
             for ours, theirs in pairs
         ]
-        print(f"  {name:22} " + "   ".join(cells))
+        ratios = [
+            ours.per_second / theirs.per_second
+            for ours, theirs in pairs
+            if ours.per_second and theirs.per_second
+        ]
+        middle = run.fmt(statistics.median(ratios) if ratios else None)
+        print(f"  {name:22} " + "   ".join(cells) + f"   (median {middle})")
 
 
 def print_latency(broker: str, runs: int, times: dict[str, dict[str, list[float]]]) -> None:

@@ -20,6 +20,7 @@ stores the choice); :func:`dispatcher` gives a worker the strategy of a plan.
 from __future__ import annotations
 
 import enum
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -79,8 +80,9 @@ class Dispatcher(Protocol):
 
         ``again`` is for a message delivered once more after its action had
         succeeded (its worker may have died before sending), or sent again by
-        a resume. ``succeeded`` is the step's SUCCESS record, stored before
-        anything is sent. ``resume`` is the resume of the run that
+        a resume. ``succeeded`` is the step's SUCCESS record, sent to the
+        store before anything else is sent, and stored before this returns
+        (what follows may be received first). ``resume`` is the resume of the run that
         ``action``'s message belongs to; what follows belongs to it too.
         """
         ...
@@ -187,7 +189,9 @@ class WorkerDispatch:
         """Send what follows ``action``; a chord's body once every member has arrived.
 
         A step's ``succeeded`` record is stored in the same trip to the run
-        store as its arrival, if it arrives at a chord. Sent ``again``, steps
+        store as its arrival, if it arrives at a chord; else it travels to the
+        store while what follows is published (:meth:`RunStore.putting_step`).
+        Sent ``again``, steps
         that follow and have already started are not sent again (a step a
         resume left PENDING has not), and a chord's body is sent again even
         if claimed (a duplicate of it is ignored).
@@ -206,17 +210,17 @@ class WorkerDispatch:
             if arrival.claimed or (again and arrival.complete):  # else another member sends it
                 self._send((then.chord,), resume)
             return
-        if recorded is not None:
-            self._store.put_step(run_id, *recorded)
-        if then.start:
-            targets = then.start
-            if again:
-                records = self._store.steps(run_id)
-                started = {path for path, record in records.items() if record.started}
-                targets = tuple(
-                    a for a in targets if not (isinstance(a, Step) and a.path in started)
-                )
-            self._send(targets, resume)
+        targets = self._not_started(then.start) if again and then.start else then.start
+        stored = self._store.putting_step(run_id, *recorded) if recorded else nullcontext()
+        with stored:  # a step's success is on its way to the store while what follows goes out
+            if targets:
+                self._send(targets, resume)
+
+    def _not_started(self, actions: tuple[Action, ...]) -> tuple[Action, ...]:
+        """``actions`` but the steps that have started (a step a resume left PENDING has not)."""
+        records = self._store.steps(self._plan.run_id)
+        started = {path for path, record in records.items() if record.started}
+        return tuple(a for a in actions if not (isinstance(a, Step) and a.path in started))
 
     def _send(self, actions: tuple[Action, ...], resume: int = 0) -> None:
         """Publish the messages of ``actions`` (of resume ``resume``) on one producer connection."""

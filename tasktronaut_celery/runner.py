@@ -87,12 +87,21 @@ class Runner:
         """The plan of the run ``record`` describes, read once per worker process."""
         return self._read(run_id, record)[0].plan
 
-    def _read(self, run_id: str, record: RunRecord | None) -> tuple[_Known, RunRecord]:
+    def _find(self, run_id: str) -> tuple[_Known, RunRecord]:
+        """What this worker knows of the run, and its record: read with its plan if not held."""
+        if run_id in self._known:
+            return self._read(run_id, self._store.record(run_id))
+        look = self._store.first_look(run_id)
+        return self._read(run_id, look.run, look.plan)
+
+    def _read(
+        self, run_id: str, record: RunRecord | None, encoded: EncodedPlan | None = None
+    ) -> tuple[_Known, RunRecord]:
         """What this worker knows of the run ``record`` describes, and the record, which exists.
 
         Cached per run id, and checked against the run's creation time: an
         identifier enqueued again after its first run expired gets its own
-        plan. Rejects runs that do not exist. A plan that cannot be read ends
+        plan (``encoded``, if read already). Rejects runs that do not exist. A plan that cannot be read ends
         its run FAILURE with the reason (settled: no hook can be found without
         it), and the message is rejected.
         """
@@ -102,7 +111,8 @@ class Runner:
                 known.lifecycle = self._lifecycle(known.plan)
                 known.resumes = record.resumes
             return known, record
-        encoded = self._store.plan(run_id)
+        if encoded is None:
+            encoded = self._store.plan(run_id)
         if record is None or encoded is None:
             reject(f"run {run_id!r} does not exist (never enqueued, or expired)")
         try:
@@ -141,7 +151,7 @@ class Runner:
 
     def start(self, task: Task, run_id: str) -> None:
         """Fire the process's ``on_started``, then send what opens the run."""
-        known, record = self._read(run_id, self._store.record(run_id))
+        known, record = self._find(run_id)
         admission = self._deliveries.admit_start(
             run_id, record, self._deliveries.redelivered(task)
         )
@@ -153,7 +163,7 @@ class Runner:
 
     def begin(self, task: Task, run_id: str, path: str) -> None:
         """Fire ``on_started`` of the sub-process at ``path`` before its steps start."""
-        known, record = self._read(run_id, self._store.record(run_id))
+        known, record = self._find(run_id)
         if not path or path not in known.plan.processes:
             reject(f"run {run_id}: {path!r} is not a sub-process of this run")
         redelivered = self._deliveries.redelivered(task)
@@ -172,7 +182,7 @@ class Runner:
         does not send a join that passed again. The root's join ends the run,
         and writes nothing after it.
         """
-        known, record = self._read(run_id, self._store.record(run_id))
+        known, record = self._find(run_id)
         plan, lifecycle = known.plan, known.lifecycle
         completes = plan.joins.get(path)
         if completes is None:
@@ -243,15 +253,19 @@ class Runner:
         attempt = task.request.retries + 1
         resume = resume_of(task.name, task.request.id)
         known = self._cached(run_id)
+        encoded = None
         if known is not None and known.mismatch is None and path in known.plan.steps:
             record = StepRecord(StepState.STARTED, attempts=attempt, started_at=now())
             start = self._store.start_step(run_id, path, record, known.created_at)
             if start.started:
                 return known, known.plan.steps[path], record, resume
             found, previous = start.run, start.step
+        elif known is None:  # the first message of the run here: its plan comes along
+            look = self._store.first_look(run_id, path)
+            found, previous, encoded = look.run, look.step, look.plan
         else:
             found, previous = self._store.status(run_id, path)
-        known, run = self._read(run_id, found)
+        known, run = self._read(run_id, found, encoded)
         step = known.plan.steps.get(path)
         if step is None:
             reject(f"run {run_id}: {path!r} is not a step of this run")
@@ -380,8 +394,8 @@ class Runner:
         was sent (``resume`` says which resume it belongs to); a run whose
         plan cannot be read is ended without hooks.
         """
-        record = self._store.record(run_id)
-        encoded = self._store.plan(run_id)
+        look = self._store.first_look(run_id)
+        record, encoded = look.run, look.plan
         if record is None or encoded is None or record.state.finished:
             return
         if record.resumes != resume:

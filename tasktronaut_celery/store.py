@@ -197,6 +197,15 @@ class StepStart:
 
 
 @dataclass(frozen=True, slots=True)
+class FirstLook:
+    """What :meth:`RunStore.first_look` read: ``None`` for what does not exist (or was not asked)."""
+
+    run: RunRecord | None
+    plan: EncodedPlan | None
+    step: StepRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Arrival:
     """A chord member counted in: whether every member is in, and whether this call claimed the body.
 
@@ -264,6 +273,15 @@ class RunStore(ABC):
     def status(self, run_id: str, path: str) -> tuple[RunRecord | None, StepRecord | None]:
         """The run's record and the record of its step at ``path``, read together."""
         return self.record(run_id), self.step(run_id, path)
+
+    def first_look(self, run_id: str, path: str | None = None) -> FirstLook:
+        """The run's record, its plan and the record of its step at ``path``, read together.
+
+        What a worker process reads of a run it meets for the first time, in
+        one trip where the store can (Redis reads them in one pipeline).
+        """
+        run, step = (self.record(run_id), None) if path is None else self.status(run_id, path)
+        return FirstLook(run, self.plan(run_id), step)
 
     def start_step(
         self, run_id: str, path: str, record: StepRecord, created_at: datetime
@@ -387,6 +405,20 @@ class RunStore(ABC):
     @abstractmethod
     def put_step(self, run_id: str, path: str, record: StepRecord) -> None:
         """Store the record of the step at ``path``."""
+
+    @contextmanager
+    def putting_step(self, run_id: str, path: str, record: StepRecord) -> Iterator[None]:
+        """Store the record of the step at ``path`` while the body of the ``with`` runs.
+
+        For a worker that sends what follows a step as it records the step's
+        success: a store that can write without waiting (Redis sends its
+        request, then reads the answer after the body) saves the body a round
+        trip. The request is sent before the body runs, and the block leaves
+        only once it is stored; whatever the body sends may be received first.
+        By default the record is stored before the body runs.
+        """
+        self.put_step(run_id, path, record)
+        yield
 
     @abstractmethod
     def put_step_if(

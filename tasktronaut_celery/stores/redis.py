@@ -50,6 +50,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from redis import exceptions as redis_errors
 from typing_extensions import override
 
 from ..claims import Claim
@@ -57,6 +58,7 @@ from ..plan import EncodedPlan
 from ..store import (
     NO_SUMMARY,
     Arrival,
+    FirstLook,
     RunRecord,
     RunState,
     RunStore,
@@ -489,11 +491,21 @@ class RedisRunStore(RunStore):
         mode: str,
         expected: str = "",
     ) -> bool:
+        return bool(
+            self._hset_if_run(**self._write_call(run_id, part, field, value, mode, expected))
+        )
+
+    def _write_call(
+        self, run_id: str, part: str, field: str, value: str, mode: str, expected: str = ""
+    ) -> dict[str, list[Any]]:
+        """The keys and arguments of the write script for one field of a run's ``part``."""
         keys = [self._key(run_id, "run"), self._key(run_id, part)]
         keys += [self._key(run_id, other) for other in _RUN_PARTS[1:] if other != part]
         counted = "1" if part == "steps" else "0"
-        args = [mode, field, value, self._ttl, expected, counted, self._prefix]
-        return bool(self._hset_if_run(keys=keys, args=args))
+        return {
+            "keys": keys,
+            "args": [mode, field, value, self._ttl, expected, counted, self._prefix],
+        }
 
     @override
     def create(self, run_id: str, plan: EncodedPlan, summary: RunSummary = NO_SUMMARY) -> bool:
@@ -663,10 +675,7 @@ class RedisRunStore(RunStore):
 
     @override
     def plan(self, run_id: str) -> EncodedPlan | None:
-        stored = self._client.hgetall(self._key(run_id, "plan"))
-        if not stored:
-            return None
-        return EncodedPlan(stored[b"type"].decode(), stored[b"encoding"].decode(), stored[b"body"])
+        return _plan(self._client.hgetall(self._key(run_id, "plan")))
 
     @override
     def record(self, run_id: str) -> RunRecord | None:
@@ -679,6 +688,17 @@ class RedisRunStore(RunStore):
             pipe.hget(self._key(run_id, "steps"), path)
             run, step = pipe.execute()
         return _run_record(run), StepRecord.decode(step) if step else None
+
+    @override
+    def first_look(self, run_id: str, path: str | None = None) -> FirstLook:
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self._key(run_id, "run"))
+            pipe.hgetall(self._key(run_id, "plan"))
+            if path is not None:
+                pipe.hget(self._key(run_id, "steps"), path)
+            run, plan, *step = pipe.execute()
+        found = StepRecord.decode(step[0]) if step and step[0] else None
+        return FirstLook(_run_record(run), _plan(plan), found)
 
     @override
     def start_step(
@@ -805,6 +825,17 @@ class RedisRunStore(RunStore):
         self._write(run_id, "steps", path, record.encode(), "always")
 
     @override
+    @contextmanager
+    def putting_step(self, run_id: str, path: str, record: StepRecord) -> Iterator[None]:
+        call = self._write_call(run_id, "steps", path, record.encode(), "always")
+        sent = _send_script(self._client.connection_pool, self._hset_if_run.sha, **call)
+        try:
+            yield
+        finally:
+            if sent is None or not _answered(self._client.connection_pool, sent):
+                self._hset_if_run(**call)  # with redis-py's retries, and the script loaded again
+
+    @override
     def put_step_if(
         self, run_id: str, path: str, record: StepRecord, expected: StepRecord | None
     ) -> bool:
@@ -834,6 +865,49 @@ class RedisRunStore(RunStore):
     def steps(self, run_id: str) -> dict[str, StepRecord]:
         stored = self._client.hgetall(self._key(run_id, "steps"))
         return {path.decode(): StepRecord.decode(raw) for path, raw in stored.items()}
+
+
+def _send_script(pool: Any, sha: str, keys: list[Any], args: list[Any]) -> Any:
+    """A connection of ``pool`` on which a call of the script ``sha`` went out, unanswered yet.
+
+    ``None`` if the call could not be sent (the connection is given back).
+    """
+    try:
+        connection = pool.get_connection()
+    except TypeError:  # redis-py before 5.3 names the command it is for
+        connection = pool.get_connection("EVALSHA")
+    try:
+        connection.send_command("EVALSHA", sha, len(keys), *keys, *args)
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+        connection.disconnect()
+        pool.release(connection)
+        return None
+    return connection
+
+
+def _answered(pool: Any, connection: Any) -> bool:
+    """Read the answer of a call :func:`_send_script` sent, and give the connection back.
+
+    ``False`` if the call may not have run: the server had lost the script
+    (it restarted or was flushed), or the connection broke.
+    """
+    try:
+        connection.read_response()
+    except redis_errors.NoScriptError:
+        return False
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+        connection.disconnect()
+        return False
+    finally:
+        pool.release(connection)
+    return True
+
+
+def _plan(stored: dict[bytes, bytes]) -> EncodedPlan | None:
+    """A plan from its Redis hash (``None`` for a missing run)."""
+    if not stored:
+        return None
+    return EncodedPlan(stored[b"type"].decode(), stored[b"encoding"].decode(), stored[b"body"])
 
 
 def _run_record(stored: dict[bytes, bytes]) -> RunRecord | None:

@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 import redis
+import redis.client
 
 from tasktronaut_celery.claims import Claim
 from tasktronaut_celery.plan import EncodedPlan
 from tasktronaut_celery.store import (
     Arrival,
+    FirstLook,
     RunRecord,
     RunState,
     RunStore,
@@ -419,6 +421,117 @@ def test_put_step_if_on_an_unknown_run_stores_nothing(store: RunStore) -> None:
     """Like put_step, a compare-and-set for a run that does not exist is refused."""
     assert not store.put_step_if("missing", "0", StepRecord(StepState.STARTED), None)
     assert store.steps("missing") == {}
+
+
+def test_first_look_reads_the_run_its_plan_and_one_step(store: RunStore, run_id: str) -> None:
+    """The record, the plan and, when a path is given, that step's record."""
+    store.create(run_id, PLAN)
+    started = StepRecord(StepState.STARTED, attempts=1, started_at=10.0)
+    store.put_step(run_id, "0", started)
+
+    with_step = store.first_look(run_id, "0")
+    without = store.first_look(run_id)
+
+    assert with_step.run == store.record(run_id) == without.run
+    assert with_step.plan == PLAN == without.plan
+    assert (with_step.step, without.step) == (started, None)
+    assert store.first_look(run_id, "1").step is None
+
+
+def test_first_look_at_an_unknown_run_finds_nothing(store: RunStore) -> None:
+    assert store.first_look("missing", "0") == FirstLook(None, None, None)
+
+
+def test_redis_first_look_is_one_request(
+    redis_client: redis.Redis, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a worker process reads of a run it meets first costs one trip to Redis."""
+    store = RedisRunStore(redis_client, ttl=TTL)
+    store.create(run_id, PLAN)
+    requests: list[str] = []
+    execute_command, execute = redis.Redis.execute_command, redis.client.Pipeline.execute
+
+    def command(client: redis.Redis, *args: Any, **options: Any) -> Any:
+        requests.append(str(args[0]))
+        return execute_command(client, *args, **options)
+
+    def pipeline(pipe: redis.client.Pipeline, *args: Any, **options: Any) -> Any:
+        requests.append("pipeline")
+        return execute(pipe, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", command)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", pipeline)
+
+    store.first_look(run_id, "0")
+
+    assert requests == ["pipeline"]
+
+
+def test_putting_step_has_stored_the_record_once_its_block_ends(
+    store: RunStore, run_id: str
+) -> None:
+    """The record is stored by the time the ``with`` block around what follows is left."""
+    store.create(run_id, PLAN)
+    succeeded = StepRecord(StepState.SUCCESS, attempts=1, started_at=10.0, finished_at=11.0)
+    ran = []
+
+    with store.putting_step(run_id, "0", succeeded):
+        ran.append(True)
+
+    assert ran == [True]
+    assert store.steps(run_id) == {"0": succeeded}
+
+
+def test_putting_step_stores_the_record_when_its_block_raises(
+    store: RunStore, run_id: str
+) -> None:
+    """What the block raised is raised, and the record was stored all the same."""
+    store.create(run_id, PLAN)
+    succeeded = StepRecord(StepState.SUCCESS, attempts=1, started_at=10.0, finished_at=11.0)
+
+    with pytest.raises(OSError, match="broker down"), store.putting_step(run_id, "0", succeeded):
+        raise OSError("broker down")
+
+    assert store.step(run_id, "0") == succeeded
+
+
+def test_redis_putting_step_runs_its_block_while_the_record_travels(
+    redis_client: redis.Redis, run_id: str
+) -> None:
+    """The block does not wait for Redis's answer: it runs while the write is held up.
+
+    Redis holds every script while its clients are paused for writes; the block
+    finds the record not stored yet, and lets the write go on.
+    """
+    store = RedisRunStore(redis_client, ttl=TTL)
+    store.create(run_id, PLAN)
+    succeeded = StepRecord(StepState.SUCCESS, attempts=1, started_at=10.0, finished_at=11.0)
+    seen = []
+    redis_client.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
+    try:
+        with store.putting_step(run_id, "0", succeeded):
+            seen.append(store.step(run_id, "0"))
+            redis_client.execute_command("CLIENT", "UNPAUSE")
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+
+    assert seen == [None]
+    assert store.step(run_id, "0") == succeeded
+
+
+def test_redis_putting_step_stores_the_record_after_the_server_lost_its_scripts(
+    redis_client: redis.Redis, run_id: str
+) -> None:
+    """A server restarted or flushed since the store loaded its script: it is loaded again."""
+    store = RedisRunStore(redis_client, ttl=TTL)
+    store.create(run_id, PLAN)
+    succeeded = StepRecord(StepState.SUCCESS, attempts=1, started_at=10.0, finished_at=11.0)
+    redis_client.script_flush()
+
+    with store.putting_step(run_id, "0", succeeded):
+        pass
+
+    assert store.step(run_id, "0") == succeeded
 
 
 def test_delete_forgets_everything_about_the_run(
