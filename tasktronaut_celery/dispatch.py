@@ -20,7 +20,7 @@ stores the choice); :func:`dispatcher` gives a worker the strategy of a plan.
 from __future__ import annotations
 
 import enum
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -75,15 +75,18 @@ class Dispatcher(Protocol):
         again: bool = False,
         succeeded: StepRecord | None = None,
         resume: int = 0,
-    ) -> None:
+    ) -> ExitStack | None:
         """Send what follows ``action``, which has succeeded.
 
         ``again`` is for a message delivered once more after its action had
         succeeded (its worker may have died before sending), or sent again by
-        a resume. ``succeeded`` is the step's SUCCESS record, sent to the
-        store before anything else is sent, and stored before this returns
-        (what follows may be received first). ``resume`` is the resume of the run that
+        a resume. ``succeeded`` is the step's SUCCESS record: it goes to the
+        store before anything that follows is sent, which may be received
+        before it is stored. ``resume`` is the resume of the run that
         ``action``'s message belongs to; what follows belongs to it too.
+
+        Returns what is still under way where Celery sends what follows when
+        the task returns: the caller closes it once the task has returned.
         """
         ...
 
@@ -150,15 +153,22 @@ class CanvasDispatch:
         again: bool = False,
         succeeded: StepRecord | None = None,
         resume: int = 0,
-    ) -> None:
-        """Store ``succeeded``; Celery sends the rest of a chain, or counts a chord member.
+    ) -> ExitStack | None:
+        """Celery sends the rest of a chain, or counts a chord member, when the task returns.
 
-        Celery does so when the task returns. Redis counts each member once,
-        and a duplicate of a step that has started is ignored.
+        Redis counts each member once, and a duplicate of a step that has
+        started is ignored. ``succeeded`` leaves for the store now; the stack
+        returned waits for it to be stored when closed, after Celery has sent
+        the rest (:meth:`RunStore.putting_step`).
         """
-        if succeeded is not None:
-            assert isinstance(action, Step)
-            self._store.put_step(self._plan.run_id, action.path, succeeded)
+        if succeeded is None:
+            return None
+        assert isinstance(action, Step)
+        under_way = ExitStack()
+        under_way.enter_context(
+            self._store.putting_step(self._plan.run_id, action.path, succeeded)
+        )
+        return under_way
 
 
 class WorkerDispatch:

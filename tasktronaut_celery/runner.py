@@ -24,7 +24,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from celery.exceptions import Ignore
 
@@ -53,6 +53,22 @@ __all__ = ["DEFAULT_MAX_DELIVERIES", "Runner"]
 logger = logging.getLogger("tasktronaut.celery")
 
 _PLAN_CACHE_SIZE = 64
+
+_UNDER_WAY = "tasktronaut_under_way"
+"""The attribute of a step's Celery request that holds what finishes once its task returned."""
+
+
+def returned(request: Any) -> None:
+    """Finish what the step of ``request`` left under way: its task has returned.
+
+    Celery has sent the rest of the step's chain (or counted it into its
+    chord) by then, and the step's success, sent to the run store before, is
+    waited for now. The worker calls this on ``task_postrun``.
+    """
+    under_way = getattr(request, _UNDER_WAY, None)
+    if under_way is not None:
+        setattr(request, _UNDER_WAY, None)
+        under_way.close()
 
 
 @dataclass(slots=True)
@@ -235,7 +251,7 @@ class Runner:
         if result.outcome is not Outcome.SUCCEEDED:
             assert result.error is not None
             self._record_failure(known, task, step, record, result.outcome, result.error)
-        self._succeed(known, step, record, resume)
+        self._succeed(task, known, step, record, resume)
 
     def _admit_step(
         self, task: Task, run_id: str, path: str
@@ -296,18 +312,23 @@ class Runner:
             raise Ignore()
         return known, step, record, resume
 
-    def _succeed(self, known: _Known, step: PlannedStep, record: StepRecord, resume: int) -> None:
+    def _succeed(
+        self, task: Task, known: _Known, step: PlannedStep, record: StepRecord, resume: int
+    ) -> None:
         """Record the step SUCCESS and send what follows; the processes it ends complete first.
 
-        A step that ends no process is recorded in the same trip to the run
-        store as its arrival at the join that follows it. One that ends
-        processes is recorded before their ``on_completed`` fire, and what
-        follows is sent after them, so nothing after a process starts before
-        it has completed.
+        A step that ends no process is recorded while what follows is sent
+        (or Celery sends it, once the task has returned), or in the same trip
+        to the run store as its arrival at the join that follows it. One that
+        ends processes is recorded before their ``on_completed`` fire, and
+        what follows is sent after them, so nothing after a process starts
+        before it has completed.
         """
         succeeded = record.moved_to(StepState.SUCCESS, finished_at=now())
         if not step.completes:
-            known.dispatch.after(Step(step.path), succeeded=succeeded, resume=resume)
+            under_way = known.dispatch.after(Step(step.path), succeeded=succeeded, resume=resume)
+            if under_way is not None:
+                setattr(task.request, _UNDER_WAY, under_way)  # closed by ``returned``
             return
         lifecycle = known.lifecycle
         self._store.put_step(known.plan.run_id, step.path, succeeded)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from billiard.einfo import ExceptionWithTraceback
 from celery import bootsteps
 from celery.exceptions import InvalidTaskError, TimeLimitExceeded
-from celery.signals import task_revoked
+from celery.signals import task_postrun, task_revoked
 from celery.worker.request import Request
 
 from tasktronaut.backend import NO_REDACTION
@@ -48,7 +48,7 @@ from .protocol import (
     parse_task_id,
     resume_of,
 )
-from .runner import Runner
+from .runner import Runner, returned
 from .store import RunState
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ def serve(app: Celery, backend: Serving) -> None:
         return
     app.steps["consumer"].add(FailRunsOfUnreadableMessages)
     task_revoked.connect(_cancel_revoked_runs, dispatch_uid="tasktronaut-revoked-runs")
+    task_postrun.connect(_step_returned, dispatch_uid="tasktronaut-returned-steps")
     name_sent_events_by_shadow(app)
 
     class RunnerTask(app.Task):  # type: ignore[misc]
@@ -143,6 +144,12 @@ def _task_function(name: str, handler: Callable[..., None]) -> Callable[..., Non
     run.__name__ = run.__qualname__ = name.rpartition(".")[2]
     run.__doc__ = handler.__doc__
     return run
+
+
+def _step_returned(sender: Any = None, **_: Any) -> None:
+    """Wait for what a step left under way; Celery has sent the rest of its canvas."""
+    if getattr(sender, "name", None) == STEP_TASK:
+        returned(sender.request)
 
 
 def _cancel_revoked_runs(

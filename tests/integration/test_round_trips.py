@@ -21,6 +21,7 @@ import redis.client
 import redis.commands.core
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
+from celery.signals import before_task_publish
 
 from tasktronaut import Builder, Context, ExecutionMode, ProcessDefinition
 from tasktronaut_celery import CeleryBackend
@@ -59,13 +60,14 @@ class QuietConcurrent(Quiet):
 
 
 @pytest.fixture(scope="module")
-def backend() -> Iterator[CeleryBackend]:
-    """A worker dispatching runs on RabbitMQ, its run store in Redis."""
+def backends() -> Iterator[dict[str, CeleryBackend]]:
+    """A worker on RabbitMQ, its run store in Redis; runs sent as canvas or worker-dispatched."""
     app: Celery = make_app(BROKERS["rabbitmq"], name="tasktronaut-round-trips")
     app.conf.update(task_default_queue=QUEUE, worker_send_task_events=False)
     with app.connection_for_write() as connection:
         empty_queues(connection, [QUEUE])
-    backend = CeleryBackend(app, canvas_limit=0)
+    canvas = CeleryBackend(app, canvas_limit=None)
+    workers = CeleryBackend(app, canvas_limit=0)
     with start_worker(
         app,
         pool="threads",
@@ -74,7 +76,13 @@ def backend() -> Iterator[CeleryBackend]:
         shutdown_timeout=30,
         loglevel="WARNING",
     ):
-        yield backend
+        yield {"canvas": canvas, "worker": workers}
+
+
+@pytest.fixture
+def backend(backends: dict[str, CeleryBackend]) -> CeleryBackend:
+    """Worker dispatch, as Tasktronaut does for large processes."""
+    return backends["worker"]
 
 
 @pytest.fixture
@@ -125,3 +133,35 @@ def test_a_step_costs_two_trips_to_the_run_store(
     twenty = requests_for(backend, definition, 20, trips)
 
     assert (twenty - ten) / 10 == 2, f"10 steps: {ten} requests, 20 steps: {twenty}"
+
+
+@pytest.mark.parametrize("dispatch", ["canvas", "worker"])
+def test_a_step_does_not_wait_for_its_success_to_be_stored_before_what_follows_is_sent(
+    backends: dict[str, CeleryBackend], monkeypatch: pytest.MonkeyPatch, dispatch: str
+) -> None:
+    """The first step's success goes to Redis, the second step is published, then Redis answers.
+
+    Whether the worker sends the second step or Celery does (the rest of the
+    canvas chain, once the task has returned).
+    """
+    events: list[str] = []
+    client = threading.current_thread()
+
+    def noting(event: str, call: Any) -> Any:
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is not client:
+                events.append(event)
+            return call(*args, **kwargs)
+
+        return noted
+
+    monkeypatch.setattr(redis_store, "_send_script", noting("sent", redis_store._send_script))
+    monkeypatch.setattr(redis_store, "_answered", noting("answered", redis_store._answered))
+    published = noting("published", lambda **_: None)
+    before_task_publish.connect(published, weak=False)
+    try:
+        Quiet.build(n=2).enqueue(backends[dispatch]).wait(timeout=60)
+    finally:
+        before_task_publish.disconnect(published)
+
+    assert events == ["sent", "published", "answered"]
