@@ -142,6 +142,7 @@ class CanvasDispatch:
         self._app = app
         self._store = store
         self._control_queue = control_queue
+        self._members: set[Action] | None = None  # of chords
 
     def start(self) -> None:
         """Send the run's whole canvas."""
@@ -157,13 +158,20 @@ class CanvasDispatch:
         """Celery sends the rest of a chain, or counts a chord member, when the task returns.
 
         Redis counts each member once, and a duplicate of a step that has
-        started is ignored. ``succeeded`` leaves for the store now; the stack
-        returned waits for it to be stored when closed, after Celery has sent
-        the rest (:meth:`RunStore.putting_step`).
+        started is ignored. A chain's ``succeeded`` leaves for the store now;
+        the stack returned, closed after Celery has sent the rest, waits for
+        it to be stored (:meth:`RunStore.putting_step`). A chord member's is
+        stored at once: Celery counts the member on a connection of the same
+        Redis pool, which must not need a second one per worker thread.
         """
         if succeeded is None:
             return None
         assert isinstance(action, Step)
+        if self._members is None:
+            self._members = {a for a, then in continuations(self._plan.flow).items() if then.chord}
+        if action in self._members:
+            self._store.put_step(self._plan.run_id, action.path, succeeded)
+            return None
         under_way = ExitStack()
         under_way.enter_context(
             self._store.putting_step(self._plan.run_id, action.path, succeeded)
@@ -201,10 +209,9 @@ class WorkerDispatch:
         A step's ``succeeded`` record is stored in the same trip to the run
         store as its arrival, if it arrives at a chord; else it travels to the
         store while what follows is published (:meth:`RunStore.putting_step`).
-        Sent ``again``, steps
-        that follow and have already started are not sent again (a step a
-        resume left PENDING has not), and a chord's body is sent again even
-        if claimed (a duplicate of it is ignored).
+        Sent ``again``, steps that follow and have already started are not
+        sent again (a step a resume left PENDING has not), and a chord's body
+        is sent again even if claimed (a duplicate of it is ignored).
         """
         if self._following is None:
             self._following = continuations(self._plan.flow)

@@ -117,9 +117,10 @@ class Runner:
 
         Cached per run id, and checked against the run's creation time: an
         identifier enqueued again after its first run expired gets its own
-        plan (``encoded``, if read already). Rejects runs that do not exist. A plan that cannot be read ends
-        its run FAILURE with the reason (settled: no hook can be found without
-        it), and the message is rejected.
+        plan (``encoded``, if read already). Rejects runs that do not exist.
+        A plan that cannot be read ends its run FAILURE with the reason
+        (settled: no hook can be found without it), and the message is
+        rejected.
         """
         known = self._cached(run_id)
         if known is not None and record is not None and known.created_at == record.created_at:

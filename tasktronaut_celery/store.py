@@ -198,7 +198,7 @@ class StepStart:
 
 @dataclass(frozen=True, slots=True)
 class FirstLook:
-    """What :meth:`RunStore.first_look` read: ``None`` for what does not exist (or was not asked)."""
+    """What :meth:`RunStore.first_look` read; ``None`` for what does not exist or was not asked."""
 
     run: RunRecord | None
     plan: EncodedPlan | None
@@ -413,9 +413,13 @@ class RunStore(ABC):
         For a worker that sends what follows a step as it records the step's
         success: a store that can write without waiting (Redis sends its
         request, then reads the answer after the body) saves the body a round
-        trip. The request is sent before the body runs, and the block leaves
-        only once it is stored; whatever the body sends may be received first.
-        By default the record is stored before the body runs.
+        trip. The request leaves before the body runs (where it cannot, the
+        record is stored first), and the block is left only once it is stored;
+        what the body sends may be received first. A write that fails raises
+        as the block is left, after what the body sent. (Redis: a server that
+        lost its scripts since, by a restart or a flush, has the record
+        written again after the body.) By default the record is stored before
+        the body runs.
         """
         self.put_step(run_id, path, record)
         yield

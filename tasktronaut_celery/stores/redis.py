@@ -45,11 +45,13 @@ Cluster.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from redis import ConnectionPool
 from redis import exceptions as redis_errors
 from typing_extensions import override
 
@@ -828,12 +830,16 @@ class RedisRunStore(RunStore):
     @contextmanager
     def putting_step(self, run_id: str, path: str, record: StepRecord) -> Iterator[None]:
         call = self._write_call(run_id, "steps", path, record.encode(), "always")
-        sent = _send_script(self._client.connection_pool, self._hset_if_run.sha, **call)
+        pool = self._client.connection_pool
+        sent = None
         try:
+            sent = _send_script(pool, self._hset_if_run.sha, **call)
+            if sent is None:  # no connection to send it on: written the usual way, first
+                self._hset_if_run(**call)
             yield
         finally:
-            if sent is None or not _answered(self._client.connection_pool, sent):
-                self._hset_if_run(**call)  # with redis-py's retries, and the script loaded again
+            if sent is not None and not _answered(pool, sent):
+                self._hset_if_run(**call)  # the script is loaded again
 
     @override
     def put_step_if(
@@ -870,34 +876,46 @@ class RedisRunStore(RunStore):
 def _send_script(pool: Any, sha: str, keys: list[Any], args: list[Any]) -> Any:
     """A connection of ``pool`` on which a call of the script ``sha`` went out, unanswered yet.
 
-    ``None`` if the call could not be sent (the connection is given back).
+    ``None`` if no connection could be had or the call could not be sent;
+    the connection is given back then, and whenever sending is interrupted.
     """
     try:
-        connection = pool.get_connection()
-    except TypeError:  # redis-py before 5.3 names the command it is for
-        connection = pool.get_connection("EVALSHA")
+        connection = pool.get_connection(*_GET_CONNECTION)
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+        return None
     try:
         connection.send_command("EVALSHA", sha, len(keys), *keys, *args)
     except (redis_errors.ConnectionError, redis_errors.TimeoutError):
-        connection.disconnect()
-        pool.release(connection)
+        pool.release(connection)  # redis-py disconnected it
         return None
+    except BaseException:
+        pool.release(connection)
+        raise
     return connection
+
+
+def _get_connection_arguments() -> tuple[str, ...]:
+    """The arguments of ``ConnectionPool.get_connection``: redis-py before 5.3 names a command."""
+    parameter = inspect.signature(ConnectionPool.get_connection).parameters.get("command_name")
+    return ("EVALSHA",) if parameter and parameter.default is inspect.Parameter.empty else ()
+
+
+_GET_CONNECTION = _get_connection_arguments()
 
 
 def _answered(pool: Any, connection: Any) -> bool:
     """Read the answer of a call :func:`_send_script` sent, and give the connection back.
 
     ``False`` if the call may not have run: the server had lost the script
-    (it restarted or was flushed), or the connection broke.
+    (it restarted or was flushed), or the connection broke. Any other error
+    the server answered is raised.
     """
     try:
         connection.read_response()
     except redis_errors.NoScriptError:
         return False
     except (redis_errors.ConnectionError, redis_errors.TimeoutError):
-        connection.disconnect()
-        return False
+        return False  # redis-py disconnected it
     finally:
         pool.release(connection)
     return True

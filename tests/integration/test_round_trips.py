@@ -26,6 +26,7 @@ from celery.signals import before_task_publish
 from tasktronaut import Builder, Context, ExecutionMode, ProcessDefinition
 from tasktronaut_celery import CeleryBackend
 from tasktronaut_celery.stores import redis as redis_store
+from tasktronaut_celery.stores.redis import RedisRunStore
 from tests.services import BROKERS
 from tests.support import empty_queues
 
@@ -90,9 +91,9 @@ def trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the run store's requests from the worker's threads (a pipeline is one).
 
     Counted where the store sends them (its scripts, sent alone or ahead of
-    their answer, its pipelines, and its single commands), so a connection redis-py opens meanwhile (its handshake)
-    does not count; the client's own requests (enqueue, wait) happen on this
-    thread and are left out.
+    their answer, its pipelines, and its single commands), so a connection
+    redis-py opens meanwhile (its handshake) does not count; the client's own
+    requests (enqueue, wait) happen on this thread and are left out.
     """
     sent = [0]
     client = threading.current_thread()
@@ -165,3 +166,35 @@ def test_a_step_does_not_wait_for_its_success_to_be_stored_before_what_follows_i
         before_task_publish.disconnect(published)
 
     assert events == ["sent", "published", "answered"]
+
+
+@pytest.mark.parametrize(
+    ("dispatch", "definition"),
+    [("canvas", Quiet), ("worker", Quiet), ("worker", QuietConcurrent)],
+    ids=["canvas", "worker", "worker-concurrent"],
+)
+def test_a_worker_reads_a_runs_plan_with_its_records(
+    backends: dict[str, CeleryBackend],
+    monkeypatch: pytest.MonkeyPatch,
+    dispatch: str,
+    definition: type[Quiet],
+) -> None:
+    """Each worker thread meets the run first by one read of its records and plan together."""
+    looks: list[str] = []
+    client = threading.current_thread()
+
+    def noting(name: str, read: Any) -> Any:
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is not client:
+                looks.append(name)
+            return read(*args, **kwargs)
+
+        return noted
+
+    for name in ("plan", "first_look"):
+        monkeypatch.setattr(RedisRunStore, name, noting(name, getattr(RedisRunStore, name)))
+
+    definition.build(n=4).enqueue(backends[dispatch]).wait(timeout=60)
+
+    assert "plan" not in looks
+    assert 1 <= looks.count("first_look") <= 2  # one per worker thread that met the run

@@ -507,7 +507,7 @@ def test_redis_putting_step_runs_its_block_while_the_record_travels(
     store.create(run_id, PLAN)
     succeeded = StepRecord(StepState.SUCCESS, attempts=1, started_at=10.0, finished_at=11.0)
     seen = []
-    redis_client.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
+    redis_client.execute_command("CLIENT", "PAUSE", 5_000, "WRITE")
     try:
         with store.putting_step(run_id, "0", succeeded):
             seen.append(store.step(run_id, "0"))
