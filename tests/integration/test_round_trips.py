@@ -86,8 +86,23 @@ def backend(backends: dict[str, CeleryBackend]) -> CeleryBackend:
     return backends["worker"]
 
 
+def noted(notes: list[str], note: str, call: Any) -> Any:
+    """``call``, adding ``note`` to ``notes`` whenever another thread (a worker's) calls it.
+
+    The thread that wraps it is the client's: its own calls are left out.
+    """
+    client = threading.current_thread()
+
+    def noting(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is not client:
+            notes.append(note)
+        return call(*args, **kwargs)
+
+    return noting
+
+
 @pytest.fixture
-def trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Counts the run store's requests from the worker's threads (a pipeline is one).
 
     Counted where the store sends them (its scripts, sent alone or ahead of
@@ -95,38 +110,30 @@ def trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     redis-py opens meanwhile (its handshake) does not count; the client's own
     requests (enqueue, wait) happen on this thread and are left out.
     """
-    sent = [0]
-    client = threading.current_thread()
-
-    def counted(call: Any) -> Any:
-        def counting(*args: Any, **kwargs: Any) -> Any:
-            if threading.current_thread() is not client:
-                sent[0] += 1
-            return call(*args, **kwargs)
-
-        return counting
-
-    monkeypatch.setattr(
-        redis.commands.core.Script, "__call__", counted(redis.commands.core.Script.__call__)
-    )
-    monkeypatch.setattr(redis.client.Pipeline, "execute", counted(redis.client.Pipeline.execute))
+    sent: list[str] = []
+    script = redis.commands.core.Script.__call__
+    monkeypatch.setattr(redis.commands.core.Script, "__call__", noted(sent, "script", script))
+    pipeline = redis.client.Pipeline.execute
+    monkeypatch.setattr(redis.client.Pipeline, "execute", noted(sent, "pipeline", pipeline))
     # A script sent ahead, its answer read later (a step's success while what follows goes out).
-    monkeypatch.setattr(redis_store, "_send_script", counted(redis_store._send_script))
+    monkeypatch.setattr(
+        redis_store, "_send_script", noted(sent, "ahead", redis_store._send_script)
+    )
     for name in ("hgetall", "hget", "hkeys"):
-        monkeypatch.setattr(redis.Redis, name, counted(getattr(redis.Redis, name)))
+        monkeypatch.setattr(redis.Redis, name, noted(sent, name, getattr(redis.Redis, name)))
     return sent
 
 
-def requests_for(backend: CeleryBackend, definition: type[Quiet], n: int, sent: list[int]) -> int:
+def requests_for(backend: CeleryBackend, definition: type[Quiet], n: int, sent: list[str]) -> int:
     """Redis requests a run of ``n`` steps takes, from enqueue to settled."""
-    before = sent[0]
+    before = len(sent)
     definition.build(n=n).enqueue(backend).wait(timeout=60)
-    return sent[0] - before
+    return len(sent) - before
 
 
 @pytest.mark.parametrize("definition", [Quiet, QuietConcurrent], ids=["sequential", "concurrent"])
 def test_a_step_costs_two_trips_to_the_run_store(
-    backend: CeleryBackend, trips: list[int], definition: type[Quiet]
+    backend: CeleryBackend, trips: list[str], definition: type[Quiet]
 ) -> None:
     """Ten more steps cost twenty more requests: admit and start, then record and join."""
     requests_for(backend, definition, 2, trips)  # the worker's scripts are loaded
@@ -146,19 +153,11 @@ def test_a_step_does_not_wait_for_its_success_to_be_stored_before_what_follows_i
     canvas chain, once the task has returned).
     """
     events: list[str] = []
-    client = threading.current_thread()
-
-    def noting(event: str, call: Any) -> Any:
-        def noted(*args: Any, **kwargs: Any) -> Any:
-            if threading.current_thread() is not client:
-                events.append(event)
-            return call(*args, **kwargs)
-
-        return noted
-
-    monkeypatch.setattr(redis_store, "_send_script", noting("sent", redis_store._send_script))
-    monkeypatch.setattr(redis_store, "_answered", noting("answered", redis_store._answered))
-    published = noting("published", lambda **_: None)
+    monkeypatch.setattr(
+        redis_store, "_send_script", noted(events, "sent", redis_store._send_script)
+    )
+    monkeypatch.setattr(redis_store, "_answered", noted(events, "answered", redis_store._answered))
+    published = noted(events, "published", lambda **_: None)
     before_task_publish.connect(published, weak=False)
     try:
         Quiet.build(n=2).enqueue(backends[dispatch]).wait(timeout=60)
@@ -181,18 +180,8 @@ def test_a_worker_reads_a_runs_plan_with_its_records(
 ) -> None:
     """Each worker thread meets the run first by one read of its records and plan together."""
     looks: list[str] = []
-    client = threading.current_thread()
-
-    def noting(name: str, read: Any) -> Any:
-        def noted(*args: Any, **kwargs: Any) -> Any:
-            if threading.current_thread() is not client:
-                looks.append(name)
-            return read(*args, **kwargs)
-
-        return noted
-
     for name in ("plan", "first_look"):
-        monkeypatch.setattr(RedisRunStore, name, noting(name, getattr(RedisRunStore, name)))
+        monkeypatch.setattr(RedisRunStore, name, noted(looks, name, getattr(RedisRunStore, name)))
 
     definition.build(n=4).enqueue(backends[dispatch]).wait(timeout=60)
 
